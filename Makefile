@@ -1,0 +1,99 @@
+# Tally's front door. Two commands on a fresh Debian 12 machine:
+#   make setup   # every Debian package the project needs (idempotent)
+#   make test    # configure + build + every test (unit, integration, fuzz smoke, TSan)
+# See README.md for the rest.
+
+SHELL := /bin/bash
+BUILD       ?= build
+BUILD_TYPE  ?= RelWithDebInfo
+JOBS        ?= $(shell nproc)
+FUZZ_SECONDS ?= 20
+CTEST_ARGS  ?=
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Everything comes from Debian's archive; nothing is downloaded elsewhere.
+PACKAGES := build-essential cmake ninja-build pkg-config git \
+  librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
+  libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev kcat \
+  clang clang-format clang-tidy libclang-rt-14-dev prometheus
+
+.PHONY: setup configure build test unit integration run bench lint format fuzz fuzz-smoke \
+        asan tsan clean
+
+setup:
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(PACKAGES) 2>/dev/null \
+	    | awk '$$NF=="installed"{print $$1}' | sort > /tmp/tally-installed.$$$$; \
+	  for p in $(PACKAGES); do grep -qx "$$p" /tmp/tally-installed.$$$$ || echo $$p; done; \
+	  rm -f /tmp/tally-installed.$$$$); \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing:" $$missing; \
+	  $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	else echo "setup: all packages present"; fi
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+configure: $(BUILD)/build.ninja
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every test: ctest (unit + integration + deploy checks), then the fuzz smoke
+# run and the TSan run of the concurrent components.
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	$(MAKE) fuzz-smoke
+	$(MAKE) tsan
+
+unit: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit
+
+integration: build
+	cd $(BUILD) && ctest --output-on-failure -L integration
+
+run: build
+	BUILD=$(BUILD) tools/run.sh
+
+bench: build
+	BUILD=$(BUILD) bench/run.sh
+
+LINT_FILES = $(shell git ls-files '*.cc' '*.h')
+lint: configure
+	clang-format --dry-run --Werror $(LINT_FILES)
+	clang-tidy -p $(BUILD) --quiet $(filter %.cc,$(filter processor/% tools/%,$(LINT_FILES)))
+
+format:
+	clang-format -i $(LINT_FILES)
+
+# libFuzzer targets need clang; they live in their own build tree.
+build-fuzz/build.ninja:
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DTALLY_FUZZ=ON -DTALLY_BUILD_TESTS=OFF -DTALLY_BUILD_BENCH=OFF
+
+fuzz: build-fuzz/build.ninja
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh build-fuzz
+
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_SECONDS)
+
+asan:
+	cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=address,undefined \
+	  -DTALLY_BUILD_BENCH=OFF
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ctest --output-on-failure -j $(JOBS) -L unit
+
+# TSan over the components that share lock-free state between threads.
+TSAN_LABEL ?= concurrency
+tsan:
+	cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_SANITIZE=thread \
+	  -DTALLY_BUILD_BENCH=OFF
+	cmake --build build-tsan -j $(JOBS) --target tsan_targets
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -L $(TSAN_LABEL) \
+	  --no-tests=error
+
+clean:
+	rm -rf $(BUILD) build-fuzz build-asan build-tsan

@@ -1,0 +1,171 @@
+// Tally's only door to librdkafka. Everything that touches an RdKafka handle
+// lives in processor/kafka/; the rest of the code sees these types.
+//
+// Every handle is owned by an RAII object; callback objects are members of
+// the owner and are declared before the handle so they outlive it.
+#ifndef TALLY_PROCESSOR_KAFKA_KAFKA_H_
+#define TALLY_PROCESSOR_KAFKA_KAFKA_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace tally::kafka {
+
+// librdkafka properties ("bootstrap.servers", "security.protocol",
+// "sasl.password", ...), passed through unchanged. Every set() is checked;
+// an unknown key or bad value is an InvalidArgument naming the key.
+using Properties = std::map<std::string, std::string>;
+
+// Our classification of librdkafka errors, decided in one place.
+enum class ErrorClass {
+  kRetriable,   // transient: retry after polling (queue full, timeouts, ...)
+  kFatal,       // the client is unusable; exit and let the orchestrator restart
+  kFenced,      // another instance took over (transactions); stop this task
+  kAbortable,   // abort the current transaction and retry the batch
+  kPermanent,   // this request will never succeed (unknown topic, too large)
+};
+ErrorClass ClassifyError(int rd_kafka_resp_err);
+std::string_view ErrorClassName(ErrorClass error_class);
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = -1;
+  friend bool operator==(const TopicPartition&, const TopicPartition&) = default;
+  friend auto operator<=>(const TopicPartition&, const TopicPartition&) = default;
+};
+
+struct TopicPartitionOffset {
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;  // the NEXT offset to consume (Kafka commit semantics)
+};
+
+struct DeliveryReport {
+  uint64_t tag = 0;     // the caller's tag given to Produce()
+  std::string topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  int error = 0;        // rd_kafka_resp_err_t; 0 on success
+  std::string error_text;
+};
+
+class Producer {
+ public:
+  // Called on the thread that calls Produce()/Poll()/Flush() (librdkafka
+  // serves delivery reports from poll), once per produced message.
+  using DeliveryHandler = std::function<void(const DeliveryReport&)>;
+
+  // `props` must contain bootstrap.servers. Sets enable.idempotence=true and
+  // acks=all unless the caller set them. `transactional_id` non-empty makes
+  // this a transactional producer (init_transactions is called).
+  static absl::StatusOr<std::unique_ptr<Producer>> Create(
+      const Properties& props, DeliveryHandler on_delivery = nullptr,
+      const std::string& transactional_id = "");
+  ~Producer();  // flushes for at most 10 s, then destroys the handle
+
+  // Enqueues one message. partition -1 lets the partitioner choose (murmur2
+  // of the key, Java-compatible, so keys co-partition with other clients).
+  // On a full local queue it polls and retries until `timeout`; it never
+  // drops. Returns an error only for non-retriable failures or the timeout.
+  absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
+                       std::string_view value, uint64_t tag = 0,
+                       absl::Duration timeout = absl::Seconds(60));
+  // Serves delivery reports.
+  void Poll(absl::Duration timeout = absl::ZeroDuration());
+  // Waits until every enqueued message is delivered or failed. Returns an
+  // error if any message produced since the previous Flush() failed.
+  absl::Status Flush(absl::Duration timeout);
+
+  // Transactions (transactional producers only).
+  absl::Status BeginTransaction();
+  // Adds consumer offsets to the transaction (consumer group metadata from
+  // `consumer`).
+  absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
+                                        const class Consumer& consumer,
+                                        absl::Duration timeout);
+  absl::Status CommitTransaction(absl::Duration timeout);
+  absl::Status AbortTransaction(absl::Duration timeout);
+
+  // Number of partitions of `topic` from cluster metadata.
+  absl::StatusOr<int32_t> PartitionCount(const std::string& topic, absl::Duration timeout);
+
+  uint64_t delivered() const;
+  uint64_t failed() const;
+
+ private:
+  Producer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One consumed message. Owns the underlying librdkafka message; views are
+// valid while this object lives.
+class Message {
+ public:
+  virtual ~Message() = default;
+  virtual std::string_view topic() const = 0;
+  virtual int32_t partition() const = 0;
+  virtual int64_t offset() const = 0;
+  virtual std::string_view key() const = 0;
+  virtual std::string_view value() const = 0;
+  virtual int64_t timestamp_ms() const = 0;  // Kafka timestamp, -1 if none
+};
+
+class RebalanceListener {
+ public:
+  virtual ~RebalanceListener() = default;
+  // Called from inside Consumer::Poll() on the polling thread, before the
+  // consumer starts fetching the partitions / after it stops.
+  virtual void OnAssigned(const std::vector<TopicPartition>& partitions) = 0;
+  virtual void OnRevoked(const std::vector<TopicPartition>& partitions) = 0;
+};
+
+class Consumer {
+ public:
+  // `props` must contain bootstrap.servers and group.id. Defaults unless set:
+  // enable.auto.commit=false, auto.offset.reset=earliest,
+  // partition.assignment.strategy=cooperative-sticky,
+  // enable.auto.offset.store=false. `listener` may be null and must outlive
+  // the consumer.
+  static absl::StatusOr<std::unique_ptr<Consumer>> Create(const Properties& props,
+                                                          RebalanceListener* listener);
+  ~Consumer();  // closes (leaves the group) then destroys the handle
+
+  absl::Status Subscribe(const std::vector<std::string>& topics);
+  // Appends up to `max_messages` messages to *out, waiting at most `timeout`
+  // for the first one. Partition EOF and transient errors are not returned
+  // as messages; fatal errors are returned as a Status.
+  absl::Status Poll(size_t max_messages, absl::Duration timeout,
+                    std::vector<std::unique_ptr<Message>>* out);
+  // Synchronous commit of explicit offsets (next offset to read).
+  absl::Status Commit(const std::vector<TopicPartitionOffset>& offsets);
+  // Current assignment.
+  std::vector<TopicPartition> Assignment() const;
+  // True when every assigned partition has reached its end (EOF seen and
+  // nothing consumed since). Requires enable.partition.eof=true, which
+  // Create() sets.
+  bool AllAssignedAtEof() const;
+  // Leaves the group; further Poll() calls return an error. Idempotent.
+  absl::Status Close();
+
+  // For Producer::SendOffsetsToTransaction.
+  void* group_metadata_handle() const;
+
+ private:
+  Consumer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tally::kafka
+
+#endif  // TALLY_PROCESSOR_KAFKA_KAFKA_H_

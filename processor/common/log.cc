@@ -61,7 +61,7 @@ bool LogEnabled(LogLevel level) {
 void LogLine(LogLevel level, std::string_view component, std::string_view message) {
   std::string line = absl::StrCat(
       absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      LevelName(level), " ", component, ": ", message, "\n");
+      LevelName(level), " ", AsAbsl(component), ": ", AsAbsl(message), "\n");
   // One write(2) per line: atomic with respect to other writers for the
   // line lengths we produce (below PIPE_BUF for pipes, always for files
   // opened O_APPEND).

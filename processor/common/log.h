@@ -8,11 +8,32 @@
 #ifndef TALLY_PROCESSOR_COMMON_LOG_H_
 #define TALLY_PROCESSOR_COMMON_LOG_H_
 
+#include <string>
 #include <string_view>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 
 namespace tally {
+
+// Debian 12's Abseil has its own absl::string_view, which does not convert
+// from std::string_view; these bridge the two for StrCat and friends.
+inline absl::string_view AsAbsl(std::string_view s) { return {s.data(), s.size()}; }
+namespace log_internal {
+template <typename T>
+decltype(auto) Bridge(const T& value) {
+  if constexpr (std::is_convertible_v<const T&, std::string_view> &&
+                !std::is_convertible_v<const T&, absl::string_view>) {
+    return AsAbsl(value);
+  } else {
+    return (value);
+  }
+}
+template <typename... Args>
+std::string Concat(const Args&... args) {
+  return absl::StrCat(Bridge(args)...);
+}
+}  // namespace log_internal
 
 enum class LogLevel { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 
@@ -34,7 +55,7 @@ std::string RedactForLog(std::string_view value);
   do {                                                                     \
     if (::tally::LogEnabled(::tally::LogLevel::level)) {                   \
       ::tally::LogLine(::tally::LogLevel::level, component,                \
-                       ::absl::StrCat(__VA_ARGS__));                       \
+                       ::tally::log_internal::Concat(__VA_ARGS__));                       \
     }                                                                      \
   } while (false)
 

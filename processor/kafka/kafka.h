@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,26 @@ enum class ErrorClass {
 ErrorClass ClassifyError(int rd_kafka_resp_err);
 std::string_view ErrorClassName(ErrorClass error_class);
 
+// Every Status this component returns for a librdkafka failure carries the
+// error's class and rd_kafka_resp_err_t code as a payload, and its canonical
+// code follows the class: kRetriable -> kUnavailable (kDeadlineExceeded when
+// one of our own time limits ran out), kAbortable -> kAborted, kFenced ->
+// kFailedPrecondition, kFatal -> kInternal, kPermanent -> kInvalidArgument.
+// Transaction calls take the class from librdkafka's own verdict
+// (txn_requires_abort(), is_fatal()), which can be finer than the code.
+// Returns nullopt for statuses that do not come from librdkafka (OK, bad
+// configuration, misuse such as a transaction call on a plain producer).
+std::optional<ErrorClass> ErrorClassOf(const absl::Status& status);
+// The rd_kafka_resp_err_t code carried by `status`, or 0 if none.
+int KafkaErrorCode(const absl::Status& status);
+
+// True for property keys whose values are secrets: the key contains
+// "password", "secret", "sasl.oauthbearer" or "ssl.key" (case-insensitive).
+bool IsSecretProperty(std::string_view key);
+// "key=value, ..." in key order with secret values replaced by
+// "[redacted]"; the printable form for start-up logs and error messages.
+std::string PropertiesForLog(const Properties& props);
+
 struct TopicPartition {
   std::string topic;
   int32_t partition = -1;
@@ -58,6 +79,9 @@ struct DeliveryReport {
   std::string error_text;
 };
 
+// Thread safety: Produce(), Poll(), Flush() and the transaction calls are
+// made from one thread at a time (the delivery handler runs on it);
+// delivered(), failed() and PartitionCount() may be called from any thread.
 class Producer {
  public:
   // Called on the thread that calls Produce()/Poll()/Flush() (librdkafka
@@ -73,7 +97,9 @@ class Producer {
   ~Producer();  // flushes for at most 10 s, then destroys the handle
 
   // Enqueues one message. partition -1 lets the partitioner choose (murmur2
-  // of the key, Java-compatible, so keys co-partition with other clients).
+  // of the key, Java-compatible, so keys co-partition with other clients;
+  // Create() sets partitioner=murmur2_random unless the caller set one). An
+  // empty key is sent as a null key.
   // On a full local queue it polls and retries until `timeout`; it never
   // drops. Returns an error only for non-retriable failures or the timeout.
   absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
@@ -129,6 +155,8 @@ class RebalanceListener {
   virtual void OnRevoked(const std::vector<TopicPartition>& partitions) = 0;
 };
 
+// Thread safety: one polling thread makes every call, except Assignment()
+// and AllAssignedAtEof(), which may be called from any thread.
 class Consumer {
  public:
   // `props` must contain bootstrap.servers and group.id. Defaults unless set:
@@ -142,8 +170,11 @@ class Consumer {
 
   absl::Status Subscribe(const std::vector<std::string>& topics);
   // Appends up to `max_messages` messages to *out, waiting at most `timeout`
-  // for the first one. Partition EOF and transient errors are not returned
-  // as messages; fatal errors are returned as a Status.
+  // for the first one, then taking only what is already fetched; returns
+  // early (possibly with nothing) once every assigned partition is at EOF.
+  // Partition EOF and transient errors are not returned as messages (they
+  // are logged); errors classified kFatal or kFenced are returned as a
+  // Status, as is any call after Close().
   absl::Status Poll(size_t max_messages, absl::Duration timeout,
                     std::vector<std::unique_ptr<Message>>* out);
   // Synchronous commit of explicit offsets (next offset to read).
@@ -151,13 +182,16 @@ class Consumer {
   // Current assignment.
   std::vector<TopicPartition> Assignment() const;
   // True when every assigned partition has reached its end (EOF seen and
-  // nothing consumed since). Requires enable.partition.eof=true, which
-  // Create() sets.
+  // nothing consumed since). False while nothing is assigned. Requires
+  // enable.partition.eof=true, which Create() sets (setting it false is an
+  // InvalidArgument).
   bool AllAssignedAtEof() const;
   // Leaves the group; further Poll() calls return an error. Idempotent.
   absl::Status Close();
 
-  // For Producer::SendOffsetsToTransaction.
+  // For Producer::SendOffsetsToTransaction only: the underlying
+  // RdKafka::KafkaConsumer*, opaque so that this header stays free of
+  // librdkafka types. Valid while the consumer lives.
   void* group_metadata_handle() const;
 
  private:

@@ -1,0 +1,190 @@
+// tally: the click-stream processor. See README.md for configuration.
+//
+// Exit codes: 0 clean stop (SIGTERM/SIGINT, or idle with
+// processing.stop_when_idle); 1 runtime failure (the current batch is not
+// committed and will be replayed by the next owner); 2 bad configuration or
+// command line.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "processor/app/pipeline.h"
+#include "processor/app/processor.h"
+#include "processor/common/log.h"
+#include "processor/config/command_line.h"
+#include "processor/config/config.h"
+#include "processor/metrics/metrics_server.h"
+
+extern char** environ;
+
+namespace tally {
+namespace {
+
+constexpr char kLog[] = "main";
+
+WireFormat ToWireFormat(PayloadFormat format) {
+  switch (format) {
+    case PayloadFormat::kJson:
+      return WireFormat::kJson;
+    case PayloadFormat::kProtobuf:
+      return WireFormat::kProtobuf;
+  }
+  return WireFormat::kJson;
+}
+
+ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
+  ProcessorOptions options;
+  options.consumer_properties = config.kafka.common;
+  for (const auto& [k, v] : config.kafka.consumer) options.consumer_properties[k] = v;
+  options.consumer_properties["group.id"] = config.group_id;
+  options.producer_properties = config.kafka.common;
+  for (const auto& [k, v] : config.kafka.producer) options.producer_properties[k] = v;
+  options.topics.clicks = config.topics.clicks;
+  options.topics.conversions = config.topics.conversions;
+  options.topics.commissions = config.topics.commissions;
+  options.topics.rejected = config.topics.rejected;
+  options.topics.unattributed = config.topics.unattributed;
+  options.clicks_format = ToWireFormat(config.formats.clicks);
+  options.conversions_format = ToWireFormat(config.formats.conversions);
+  options.output_format = ToWireFormat(config.formats.output);
+  options.limits.max_payload_bytes = config.limits.max_payload_bytes;
+  options.limits.min_event_time_ms = config.limits.min_event_time_ms;
+  options.limits.max_event_time_ms = config.limits.max_event_time_ms;
+  options.attribution_key = config.processing.attribution_key;
+  options.batch_max_messages = static_cast<size_t>(config.processing.batch_max_messages);
+  options.batch_max_time = config.processing.batch_max_time;
+  options.stop_when_idle = config.processing.stop_when_idle;
+  options.shutdown_timeout = config.shutdown.timeout;
+  return options;
+}
+
+// Signals are taken synchronously by one thread (sigwait), never by an
+// async handler: SIGTERM/SIGINT ask the processor to stop after its current
+// batch; SIGHUP is logged (rule reloads hook in here).
+class SignalThread {
+ public:
+  SignalThread() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGTERM);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGHUP);
+    // Blocked before any other thread exists, so every thread inherits it.
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+  }
+  ~SignalThread() {
+    if (thread_.joinable()) {
+      done_.store(true, std::memory_order_release);
+      kill(getpid(), SIGTERM);  // wakes sigwait; seen as "done" below
+      thread_.join();
+    }
+  }
+  void Start(Processor* processor) {
+    thread_ = std::thread([this, processor] {
+      while (true) {
+        int sig = 0;
+        if (sigwait(&set_, &sig) != 0) continue;
+        if (done_.load(std::memory_order_acquire)) return;
+        if (sig == SIGHUP) {
+          TALLY_LOG(kInfo, kLog, "SIGHUP received");
+          continue;
+        }
+        TALLY_LOG(kInfo, kLog, "signal ", sig, " received: finishing the current batch");
+        processor->Stop();
+      }
+    });
+  }
+
+ private:
+  sigset_t set_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+void PrintHumanSummary(const ProcessorSummary& s) {
+  std::string text = absl::StrCat(
+      "Tally summary\n", "  events in         ", s.clicks_in + s.conversions_in,
+      " (clicks ", s.clicks_in, ", conversions ", s.conversions_in, ")\n",
+      "  valid             ", s.valid_clicks + s.valid_conversions, "\n",
+      "  rejected          ", s.rejected, "\n");
+  for (const auto& [reason, count] : s.rejected_by_reason) {
+    absl::StrAppend(&text, "    ", reason, std::string(24 - std::min<size_t>(reason.size(), 23), ' '),
+                    count, "\n");
+  }
+  absl::StrAppend(&text, "  out: retained     ", s.retained, "\n", "  out: commissions  ",
+                  s.commissions_out, "\n", "  out: unattributed ", s.unattributed_out, "\n",
+                  "  batches           ", s.batches, "\n");
+  std::cerr << text << std::flush;
+}
+
+int Main(int argc, char** argv) {
+  SignalThread signals;
+  auto command_line = ParseCommandLine(argc, argv);
+  if (!command_line.ok()) {
+    std::cerr << "tally: " << command_line.status().message() << "\n" << CommandLineUsage("tally");
+    return 2;
+  }
+  if (command_line->help) {
+    std::cout << CommandLineUsage("tally");
+    return 0;
+  }
+  if (command_line->version) {
+    std::cout << "tally " << TallyVersion() << "\n";
+    return 0;
+  }
+  ConfigSources sources;
+  sources.file = command_line->config_file;
+  sources.env = EnvironmentFromEnviron(environ);
+  sources.overrides = command_line->overrides;
+  auto config = LoadConfig(sources);
+  if (!config.ok()) {
+    std::cerr << "tally: " << config.status().message() << "\n";
+    return 2;
+  }
+  SetLogLevel(config->log.level);
+  SetLogPii(config->log.pii);
+  TALLY_LOG(kInfo, kLog, "tally ", TallyVersion(), " starting with configuration:\n",
+            DescribeConfig(*config));
+
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = MetricsServer::Start(config->metrics.listen, registry);
+  if (!metrics.ok()) {
+    std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";
+    return 2;
+  }
+  TALLY_LOG(kInfo, kLog, "metrics on port ", (*metrics)->port(), " at /metrics");
+
+  PassThroughStage stage;
+  auto processor = Processor::Create(MakeProcessorOptions(*config), &stage, *registry);
+  if (!processor.ok()) {
+    std::cerr << "tally: " << processor.status().message() << "\n";
+    // A client property librdkafka refuses is a configuration error.
+    return processor.status().code() == absl::StatusCode::kInvalidArgument ||
+                   processor.status().code() == absl::StatusCode::kFailedPrecondition
+               ? 2
+               : 1;
+  }
+  signals.Start(processor->get());
+  absl::Status status = (*processor)->Run();
+  const ProcessorSummary summary = (*processor)->summary();
+  std::cout << summary.ToJson() << std::endl;
+  PrintHumanSummary(summary);
+  if (!status.ok()) {
+    TALLY_LOG(kError, kLog, "stopped on error: ", status.ToString());
+    return 1;
+  }
+  TALLY_LOG(kInfo, kLog, "stopped cleanly");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tally
+
+int main(int argc, char** argv) { return tally::Main(argc, argv); }

@@ -1,0 +1,89 @@
+// The seam between the Kafka plumbing (Processor) and the processing logic
+// (dedup -> fraud -> joiner -> commissions). The Processor decodes and
+// validates; a PipelineStage sees only valid events and says, through
+// Outputs, where each one ends up.
+//
+// Accounting invariant (the product's promise that nothing is lost): every
+// event handed to a stage ends in exactly one place — accepted into state,
+// one or more commissions, `rejected` with a reason, `unattributed`, or
+// pending (and later one of those). A stage reports each of these through
+// Outputs so that the Processor's counters add up.
+#ifndef TALLY_PROCESSOR_APP_PIPELINE_H_
+#define TALLY_PROCESSOR_APP_PIPELINE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "processor/model/events.h"
+
+namespace tally {
+
+// Where an input event came from. Views are valid for the duration of the
+// OnClick / OnConversion call only.
+struct EventSource {
+  std::string_view topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string_view key;
+  std::string_view value;  // the original bytes, for `rejected`
+};
+
+// Sink for a stage's results. Implemented by the Processor; calls are made
+// on the thread that called the stage.
+class Outputs {
+ public:
+  virtual ~Outputs() = default;
+  virtual void Commission(const tally::Commission& commission) = 0;
+  virtual void Reject(const EventSource& source, RejectReason reason,
+                      std::string_view detail) = 0;
+  virtual void Unattributed(const UnattributedConversion& conversion) = 0;
+  // The event was taken into state (an accepted click, a pending conversion).
+  virtual void Retained(const EventSource& source) = 0;
+};
+
+// A processing stage. Called from the Processor's single polling thread:
+// one batch at a time, OnClick/OnConversion for each valid event of the
+// batch in partition order, then EndBatch. A stage must not keep views of
+// EventSource past the call.
+class PipelineStage {
+ public:
+  virtual ~PipelineStage() = default;
+  virtual void OnClick(const Click& click, const EventSource& source, Outputs& out) = 0;
+  virtual void OnConversion(const Conversion& conversion, const EventSource& source,
+                            Outputs& out) = 0;
+  // The batch's outputs are about to be flushed and its input offsets
+  // committed. A stage makes its state durable here (atomically with
+  // `next_offsets`, the positions after the batch); an error stops the
+  // processor before the offsets are committed, so the batch is replayed.
+  struct Position {
+    std::string topic;
+    int32_t partition;
+    int64_t next_offset;
+  };
+  virtual absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) = 0;
+  // Partition ownership changes (Kafka rebalance). Called between batches.
+  virtual void OnPartitionsAssigned(const std::vector<int32_t>& /*partitions*/) {}
+  virtual void OnPartitionsRevoked(const std::vector<int32_t>& /*partitions*/) {}
+};
+
+// The first-path stage: every valid event is accepted as is (counted as
+// Retained). The pipeline core replaces it with dedup, fraud and the joiner.
+class PassThroughStage final : public PipelineStage {
+ public:
+  void OnClick(const Click&, const EventSource& source, Outputs& out) override {
+    out.Retained(source);
+  }
+  void OnConversion(const Conversion&, const EventSource& source, Outputs& out) override {
+    out.Retained(source);
+  }
+  absl::Status EndBatch(const std::vector<Position>&, Outputs&) override {
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_APP_PIPELINE_H_

@@ -1,0 +1,106 @@
+// The Processor is the consume -> decode -> stage -> produce -> commit loop.
+//
+// Delivery guarantee of this first path: at-least-once with no loss. A batch
+// of input messages is decoded and handed to the PipelineStage; every output
+// it causes is produced; the producer is flushed and every delivery checked;
+// only then are the batch's input offsets committed. A crash anywhere before
+// the commit replays the batch (outputs may repeat, nothing is lost). The
+// exactly-once issue replaces flush+commit with one Kafka transaction per
+// batch; the batch structure here is what that needs.
+//
+// Threading: Run() is called on one thread and everything (Kafka polling,
+// rebalance callbacks, the stage) happens on it. Stop() may be called from
+// any thread.
+#ifndef TALLY_PROCESSOR_APP_PROCESSOR_H_
+#define TALLY_PROCESSOR_APP_PROCESSOR_H_
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "processor/app/pipeline.h"
+#include "processor/codec/codec.h"
+#include "processor/config/config.h"  // AttributionKey
+#include "processor/kafka/kafka.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace tally {
+
+struct TopicNames {
+  std::string clicks = "clicks";
+  std::string conversions = "conversions";
+  std::string commissions = "commissions";
+  std::string rejected = "rejected";
+  std::string unattributed = "unattributed";
+};
+
+struct ProcessorOptions {
+  kafka::Properties consumer_properties;  // bootstrap.servers, group.id, TLS/SASL, ...
+  kafka::Properties producer_properties;
+  TopicNames topics;
+  WireFormat clicks_format = WireFormat::kJson;
+  WireFormat conversions_format = WireFormat::kJson;
+  WireFormat output_format = WireFormat::kJson;
+  DecodeLimits limits;
+  AttributionKey attribution_key = AttributionKey::kClickId;
+  size_t batch_max_messages = 10000;
+  absl::Duration batch_max_time = absl::Milliseconds(100);
+  // > 0: Run() returns once every assigned partition has been at the end of
+  // its log for this long (make run, tests). 0: run until Stop().
+  absl::Duration stop_when_idle = absl::ZeroDuration();
+  absl::Duration shutdown_timeout = absl::Seconds(30);
+};
+
+// What the processor did, for the exit summary and tests.
+struct ProcessorSummary {
+  uint64_t clicks_in = 0;
+  uint64_t conversions_in = 0;
+  uint64_t valid_clicks = 0;
+  uint64_t valid_conversions = 0;
+  std::map<std::string, uint64_t> rejected_by_reason;
+  uint64_t rejected = 0;
+  uint64_t retained = 0;
+  uint64_t commissions_out = 0;
+  uint64_t unattributed_out = 0;
+  uint64_t batches = 0;
+  // Wall time from the first consumed message to the last commit: the
+  // processing time without group join and idle waiting (benchmarks).
+  double busy_seconds = 0;
+  // One JSON object on one line.
+  std::string ToJson() const;
+};
+
+class Processor {
+ public:
+  // `stage` must outlive the Processor. Metrics are registered in `registry`.
+  static absl::StatusOr<std::unique_ptr<Processor>> Create(ProcessorOptions options,
+                                                           PipelineStage* stage,
+                                                           prometheus::Registry& registry);
+  ~Processor();
+
+  // Runs until Stop(), idle (see stop_when_idle) or a fatal error. On a clean
+  // return the last batch is flushed and committed and the consumer has left
+  // the group.
+  absl::Status Run();
+  // Thread-safe, async-signal-unsafe (call from a normal thread).
+  void Stop();
+
+  ProcessorSummary summary() const;
+
+ private:
+  class Impl;
+  explicit Processor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_APP_PROCESSOR_H_

@@ -1,0 +1,706 @@
+#include "processor/config/config.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "processor/config/internal/values.h"
+#include "yaml-cpp/yaml.h"
+
+namespace tally {
+namespace {
+
+namespace ci = config_internal;
+
+// One value from one source, before it is applied.
+struct Setting {
+  std::string key;
+  std::string value;
+  std::string origin;  // "from TALLY_GROUP_ID", "in /etc/tally.yaml line 3", ...
+};
+
+// A typed key: how to set it from text (syntax only; ranges are checked by
+// ValidateConfig) and how to print it back.
+struct KeySpec {
+  std::string key;
+  std::function<absl::Status(std::string_view, TallyConfig*)> set;
+  std::function<std::string(const TallyConfig&)> get;
+};
+
+// FIELD(topics.clicks) is an accessor usable on both const and mutable
+// configs, so that one expression names the member for parsing and printing.
+#define FIELD(path) \
+  [](auto& c) -> auto& { return c.path; }
+
+template <typename Access>
+KeySpec StringKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) {
+            access(*c) = std::string(v);
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return std::string(access(c)); }};
+}
+
+template <typename Access>
+KeySpec IntegerKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) -> absl::Status {
+            auto& field = access(*c);
+            using T = std::remove_reference_t<decltype(field)>;
+            absl::StatusOr<int64_t> n = ci::ParseInteger(v);
+            if (!n.ok()) return n.status();
+            if (!std::in_range<T>(*n)) {
+              return absl::InvalidArgumentError(
+                  absl::StrCat("must be between ", std::numeric_limits<T>::min(), " and ",
+                               std::numeric_limits<T>::max(), ", got ", *n));
+            }
+            field = static_cast<T>(*n);
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return absl::StrCat(access(c)); }};
+}
+
+template <typename Access>
+KeySpec SizeKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) -> absl::Status {
+            absl::StatusOr<uint64_t> n = ci::ParseSize(v);
+            if (!n.ok()) return n.status();
+            access(*c) = *n;
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return ci::FormatSize(access(c)); }};
+}
+
+template <typename Access>
+KeySpec DurationKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) -> absl::Status {
+            absl::StatusOr<absl::Duration> d = ci::ParseDurationValue(v);
+            if (!d.ok()) return d.status();
+            access(*c) = *d;
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return ci::FormatDurationValue(access(c)); }};
+}
+
+template <typename Access>
+KeySpec TimestampKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) -> absl::Status {
+            absl::StatusOr<int64_t> ms = ci::ParseTimestampMs(v);
+            if (!ms.ok()) return ms.status();
+            access(*c) = *ms;
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return ci::FormatTimestampMs(access(c)); }};
+}
+
+template <typename Access>
+KeySpec BoolKey(std::string key, Access access) {
+  return {std::move(key),
+          [access](std::string_view v, TallyConfig* c) -> absl::Status {
+            absl::StatusOr<bool> b = ci::ParseBool(v);
+            if (!b.ok()) return b.status();
+            access(*c) = *b;
+            return absl::OkStatus();
+          },
+          [access](const TallyConfig& c) { return std::string(access(c) ? "true" : "false"); }};
+}
+
+// An enum spelled by a fixed list of names.
+template <typename E, typename Access>
+KeySpec EnumKey(std::string key, Access access, std::vector<std::pair<std::string, E>> names) {
+  return {std::move(key),
+          [access, names](std::string_view v, TallyConfig* c) -> absl::Status {
+            for (const auto& [name, value] : names) {
+              if (v == name) {
+                access(*c) = value;
+                return absl::OkStatus();
+              }
+            }
+            std::vector<std::string> choices;
+            for (const auto& entry : names) choices.push_back(entry.first);
+            return absl::InvalidArgumentError(
+                absl::StrCat("expected one of ", absl::StrJoin(choices, "|"), ", got '",
+                             absl::string_view(v.data(), v.size()), "'"));
+          },
+          [access, names](const TallyConfig& c) {
+            for (const auto& [name, value] : names) {
+              if (access(c) == value) return name;
+            }
+            return std::string("?");
+          }};
+}
+
+// The single list of typed keys, in DescribeConfig order. Adding a key here
+// makes it settable from the file, the environment and --set at once.
+const std::vector<KeySpec>& KeySpecs() {
+  const std::vector<std::pair<std::string, PayloadFormat>> format_names = {
+      {"json", PayloadFormat::kJson}, {"protobuf", PayloadFormat::kProtobuf}};
+  static const auto* const kSpecs = new std::vector<KeySpec>{
+      StringKey("group_id", FIELD(group_id)),
+      StringKey("instance_id", FIELD(instance_id)),
+      StringKey("topics.clicks", FIELD(topics.clicks)),
+      StringKey("topics.conversions", FIELD(topics.conversions)),
+      StringKey("topics.commissions", FIELD(topics.commissions)),
+      StringKey("topics.rejected", FIELD(topics.rejected)),
+      StringKey("topics.unattributed", FIELD(topics.unattributed)),
+      EnumKey("formats.clicks", FIELD(formats.clicks), format_names),
+      EnumKey("formats.conversions", FIELD(formats.conversions), format_names),
+      EnumKey("formats.output", FIELD(formats.output), format_names),
+      SizeKey("limits.max_payload_bytes", FIELD(limits.max_payload_bytes)),
+      TimestampKey("limits.min_event_time", FIELD(limits.min_event_time_ms)),
+      TimestampKey("limits.max_event_time", FIELD(limits.max_event_time_ms)),
+      IntegerKey("processing.batch_max_messages", FIELD(processing.batch_max_messages)),
+      DurationKey("processing.batch_max_time", FIELD(processing.batch_max_time)),
+      EnumKey<AttributionKey>(
+          "processing.attribution_key", FIELD(processing.attribution_key),
+          {{"click_id", AttributionKey::kClickId}, {"user_id", AttributionKey::kUserId}}),
+      DurationKey("processing.pending_grace", FIELD(processing.pending_grace)),
+      IntegerKey("processing.max_pending_conversions", FIELD(processing.max_pending_conversions)),
+      IntegerKey("processing.worker_threads", FIELD(processing.worker_threads)),
+      DurationKey("processing.stop_when_idle", FIELD(processing.stop_when_idle)),
+      StringKey("state.dir", FIELD(state.dir)),
+      SizeKey("state.block_cache_bytes", FIELD(state.block_cache_bytes)),
+      SizeKey("state.write_buffer_bytes", FIELD(state.write_buffer_bytes)),
+      IntegerKey("state.max_open_files", FIELD(state.max_open_files)),
+      IntegerKey("dedup.table_slots", FIELD(dedup.table_slots)),
+      DurationKey("dedup.horizon", FIELD(dedup.horizon)),
+      StringKey("fraud.bot_user_agents_file", FIELD(fraud.bot_user_agents_file)),
+      StringKey("fraud.ip_blocklist_file", FIELD(fraud.ip_blocklist_file)),
+      IntegerKey("fraud.max_clicks_per_ip", FIELD(fraud.max_clicks_per_ip)),
+      DurationKey("fraud.flood_window", FIELD(fraud.flood_window)),
+      StringKey("offers.file", FIELD(offers.file)),
+      StringKey("metrics.listen", FIELD(metrics.listen)),
+      EnumKey<LogLevel>("log.level", FIELD(log.level),
+                        {{"debug", LogLevel::kDebug},
+                         {"info", LogLevel::kInfo},
+                         {"warning", LogLevel::kWarning},
+                         {"error", LogLevel::kError}}),
+      BoolKey("log.pii", FIELD(log.pii)),
+      DurationKey("shutdown.timeout", FIELD(shutdown.timeout)),
+  };
+  return *kSpecs;
+}
+
+#undef FIELD
+
+const KeySpec* FindSpec(std::string_view key) {
+  for (const KeySpec& spec : KeySpecs()) {
+    if (spec.key == key) return &spec;
+  }
+  return nullptr;
+}
+
+// The librdkafka pass-through maps, by key prefix.
+constexpr std::string_view kPassThroughRoots[] = {"kafka", "consumer", "producer"};
+
+// C is TallyConfig or const TallyConfig. REQUIRES: IsPassThroughRoot(root).
+template <typename C>
+auto& PassThroughMap(std::string_view root, C& c) {
+  if (root == "consumer") return c.kafka.consumer;
+  if (root == "producer") return c.kafka.producer;
+  return c.kafka.common;
+}
+
+bool IsPassThroughRoot(std::string_view name) {
+  for (std::string_view root : kPassThroughRoots) {
+    if (name == root) return true;
+  }
+  return false;
+}
+
+// "topics", "processing", ...: the first component of a dotted typed key.
+bool IsSection(std::string_view name) {
+  if (IsPassThroughRoot(name)) return true;
+  for (const KeySpec& spec : KeySpecs()) {
+    if (absl::StartsWith(spec.key,
+                         absl::StrCat(absl::string_view(name.data(), name.size()), "."))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Quote(std::string_view s) {
+  return absl::StrCat("'", absl::string_view(s.data(), s.size()), "'");
+}
+
+std::string Suffix(const std::string& origin) {
+  return origin.empty() ? std::string() : absl::StrCat(" (", origin, ")");
+}
+
+absl::Status KeyError(absl::string_view key, absl::string_view problem, const std::string& origin) {
+  return absl::InvalidArgumentError(absl::StrCat("config: ", key, ": ", problem, Suffix(origin)));
+}
+
+// "unknown key 'topics.clickz' (did you mean 'topics.clicks'?)".
+absl::Status UnknownKey(std::string_view key, const std::string& origin) {
+  std::string hint;
+  size_t best = 3;  // only suggest near misses
+  for (const KeySpec& spec : KeySpecs()) {
+    const size_t d = ci::EditDistance(key, spec.key);
+    if (d < best) {
+      best = d;
+      hint = absl::StrCat(" (did you mean '", spec.key, "'?)");
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("config: unknown key ", Quote(key), hint, Suffix(origin)));
+}
+
+absl::Status ApplySetting(const Setting& s, TallyConfig* config) {
+  const size_t dot = s.key.find('.');
+  if (dot != std::string::npos && IsPassThroughRoot(std::string_view(s.key).substr(0, dot))) {
+    const std::string property = s.key.substr(dot + 1);
+    if (property.empty()) return UnknownKey(s.key, s.origin);
+    if (property == "group.id") {
+      return KeyError(s.key, "not allowed: the consumer group comes from group_id", s.origin);
+    }
+    if (property == "transactional.id") {
+      return KeyError(s.key, "not allowed: transactional ids are derived from instance_id",
+                      s.origin);
+    }
+    PassThroughMap(std::string_view(s.key).substr(0, dot), *config)[property] = s.value;
+    return absl::OkStatus();
+  }
+  const KeySpec* spec = FindSpec(s.key);
+  if (spec == nullptr) {
+    if (IsSection(s.key)) return KeyError(s.key, "is a section: set one of its keys", s.origin);
+    return UnknownKey(s.key, s.origin);
+  }
+  absl::Status status = spec->set(s.value, config);
+  if (!status.ok()) return KeyError(s.key, status.message(), s.origin);
+  return absl::OkStatus();
+}
+
+// ---- YAML file ---------------------------------------------------------------
+
+absl::Status ReadWholeFile(const std::string& path, std::string* contents) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: cannot read config file '", path, "': ", std::strerror(errno)));
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: cannot read config file '", path, "': read error"));
+  }
+  *contents = buffer.str();
+  return absl::OkStatus();
+}
+
+class FileFlattener {
+ public:
+  explicit FileFlattener(std::string path) : path_(std::move(path)) {}
+
+  // Appends one Setting per scalar leaf, in file order.
+  absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
+                       std::vector<Setting>* out) {
+    for (const auto& entry : node) {
+      const YAML::Node& key_node = entry.first;
+      const YAML::Node& value = entry.second;
+      if (!key_node.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat("config: config file '", path_, "' line ",
+                                                       key_node.Mark().line + 1,
+                                                       ": keys must be plain strings"));
+      }
+      const std::string key =
+          prefix.empty() ? key_node.Scalar() : absl::StrCat(prefix, ".", key_node.Scalar());
+      const std::string origin = Origin(value.IsNull() ? key_node : value);
+      const bool pass_through =
+          IsPassThroughRoot(prefix.substr(0, prefix.find('.'))) || IsPassThroughRoot(key);
+      if (value.IsMap()) {
+        if (FindSpec(key) != nullptr) {
+          return KeyError(key, "expected a value, got a map", origin);
+        }
+        if (value.size() == 0 && !pass_through && !IsSection(key)) return UnknownKey(key, origin);
+        absl::Status status = Flatten(value, key, out);
+        if (!status.ok()) return status;
+      } else if (value.IsSequence()) {
+        return KeyError(key, "expected a value, got a list", origin);
+      } else if (value.IsNull()) {
+        // An empty section ("kafka:" with everything commented out) is fine;
+        // an empty value is almost certainly a mistake.
+        if (IsSection(key) && FindSpec(key) == nullptr) continue;
+        if (FindSpec(key) == nullptr && !pass_through) return UnknownKey(key, origin);
+        return KeyError(key, "no value given", origin);
+      } else {
+        if (!seen_.insert(key).second) {
+          return KeyError(key, "set more than once", origin);
+        }
+        out->push_back(Setting{key, value.Scalar(), origin});
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string Origin(const YAML::Node& node) const {
+    return absl::StrCat("in ", path_, " line ", node.Mark().line + 1);
+  }
+
+  const std::string path_;
+  std::set<std::string> seen_;
+};
+
+absl::Status SettingsFromFile(const std::string& path, std::vector<Setting>* out) {
+  std::string contents;
+  absl::Status status = ReadWholeFile(path, &contents);
+  if (!status.ok()) return status;
+  YAML::Node root;
+  try {
+    root = YAML::Load(contents);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: config file '", path,
+                                                   "' is not valid YAML: line ", e.mark.line + 1,
+                                                   " column ", e.mark.column + 1, ": ", e.msg));
+  }
+  if (root.IsNull()) return absl::OkStatus();  // empty file: defaults
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: config file '", path, "': expected a map of keys at the top level"));
+  }
+  // yaml-cpp reports misuse by throwing; none is expected after the type
+  // checks above, but no exception may leave this component.
+  try {
+    return FileFlattener(path).Flatten(root, "", out);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config: config file '", path, "': ", e.what()));
+  }
+}
+
+// ---- Environment -------------------------------------------------------------
+
+bool AllDigitsOrEmpty(absl::string_view s) {
+  for (char c : s) {
+    if (!absl::ascii_isdigit(c)) return false;
+  }
+  return true;
+}
+
+// Kubernetes injects <SERVICE>_SERVICE_HOST, <SERVICE>_SERVICE_PORT[_<NAME>],
+// <SERVICE>_PORT and <SERVICE>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR] for every
+// Service in the namespace (unless enableServiceLinks is false); a Service
+// named "tally..." must not make the processor refuse to start.
+bool IsKubernetesServiceLink(absl::string_view name) {
+  if (absl::EndsWith(name, "_SERVICE_HOST") || absl::StrContains(name, "_SERVICE_PORT") ||
+      absl::EndsWith(name, "_PORT")) {
+    return true;
+  }
+  for (absl::string_view proto : {"_TCP", "_UDP", "_SCTP"}) {
+    const size_t at = name.rfind(proto);
+    if (at == absl::string_view::npos) continue;
+    absl::string_view tail = name.substr(at + proto.size());
+    if (!(tail.empty() || tail == "_PROTO" || tail == "_PORT" || tail == "_ADDR")) continue;
+    absl::string_view head = name.substr(0, at);  // ..._PORT_<n>
+    const size_t port_at = head.rfind("_PORT_");
+    if (port_at == absl::string_view::npos) continue;
+    absl::string_view number = head.substr(port_at + 6);
+    if (!number.empty() && AllDigitsOrEmpty(number)) return true;
+  }
+  return false;
+}
+
+absl::Status SettingsFromEnv(const std::map<std::string, std::string>& env,
+                             std::vector<Setting>* out) {
+  std::map<std::string, std::string> key_by_env;
+  for (const KeySpec& spec : KeySpecs()) key_by_env[EnvironmentVariableForKey(spec.key)] = spec.key;
+  for (const auto& [name, value] : env) {
+    if (!absl::StartsWith(name, "TALLY_")) continue;
+    const std::string origin = absl::StrCat("from environment variable ", name);
+    if (auto it = key_by_env.find(name); it != key_by_env.end()) {
+      out->push_back(Setting{it->second, value, origin});
+      continue;
+    }
+    if (IsKubernetesServiceLink(name)) continue;
+    bool matched = false;
+    for (std::string_view root : kPassThroughRoots) {
+      const std::string prefix = absl::StrCat(
+          "TALLY_", absl::AsciiStrToUpper(absl::string_view(root.data(), root.size())), "_");
+      if (!absl::StartsWith(name, prefix)) continue;
+      std::string property = absl::AsciiStrToLower(absl::string_view(name).substr(prefix.size()));
+      if (property.empty()) break;
+      std::replace(property.begin(), property.end(), '_', '.');
+      out->push_back(Setting{absl::StrCat(root.data(), ".", property), value, origin});
+      matched = true;
+      break;
+    }
+    if (!matched) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: environment variable ", name, " matches no configuration key"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SettingsFromOverrides(const std::vector<std::string>& overrides,
+                                   std::vector<Setting>* out) {
+  for (const std::string& kv : overrides) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config: --set: expected key=value, got ", Quote(kv)));
+    }
+    out->push_back(Setting{std::string(absl::StripAsciiWhitespace(kv.substr(0, eq))),
+                           kv.substr(eq + 1), "from --set"});
+  }
+  return absl::OkStatus();
+}
+
+// ---- Validation --------------------------------------------------------------
+
+absl::Status RangeError(absl::string_view key, int64_t lo, int64_t hi, int64_t got) {
+  return KeyError(key, absl::StrCat("must be between ", lo, " and ", hi, ", got ", got), "");
+}
+
+absl::Status CheckRange(absl::string_view key, int64_t got, int64_t lo, int64_t hi) {
+  if (got < lo || got > hi) return RangeError(key, lo, hi, got);
+  return absl::OkStatus();
+}
+
+absl::Status CheckSizeRange(absl::string_view key, uint64_t got, uint64_t lo, uint64_t hi) {
+  if (got < lo || got > hi) {
+    return KeyError(key,
+                    absl::StrCat("must be between ", ci::FormatSize(lo), " and ",
+                                 ci::FormatSize(hi), ", got ", ci::FormatSize(got)),
+                    "");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckDuration(absl::string_view key, absl::Duration got, absl::Duration lo,
+                           absl::Duration hi) {
+  if (got < lo || got > hi || got == absl::InfiniteDuration()) {
+    return KeyError(
+        key,
+        absl::StrCat("must be between ", ci::FormatDurationValue(lo), " and ",
+                     ci::FormatDurationValue(hi), ", got ", ci::FormatDurationValue(got)),
+        "");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNonEmpty(absl::string_view key, const std::string& value) {
+  if (value.empty()) return KeyError(key, "must not be empty", "");
+  return absl::OkStatus();
+}
+
+#define RETURN_IF_ERROR(expr)          \
+  do {                                 \
+    absl::Status status_ = (expr);     \
+    if (!status_.ok()) return status_; \
+  } while (false)
+
+absl::Status ValidateTopics(const TopicOptions& t) {
+  const std::pair<const char*, const std::string*> topics[] = {
+      {"topics.clicks", &t.clicks},
+      {"topics.conversions", &t.conversions},
+      {"topics.commissions", &t.commissions},
+      {"topics.rejected", &t.rejected},
+      {"topics.unattributed", &t.unattributed}};
+  for (size_t i = 0; i < std::size(topics); ++i) {
+    if (!ci::IsValidTopicName(*topics[i].second)) {
+      return KeyError(topics[i].first,
+                      absl::StrCat("not a valid Kafka topic name (1-249 of [a-zA-Z0-9._-]): ",
+                                   Quote(*topics[i].second)),
+                      "");
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (*topics[i].second == *topics[j].second) {
+        return KeyError(topics[i].first,
+                        absl::StrCat("same topic ", Quote(*topics[i].second), " as ",
+                                     topics[j].first, "; every topic must be distinct"),
+                        "");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateConfig(const TallyConfig& c) {
+  if (auto it = c.kafka.common.find("bootstrap.servers");
+      it == c.kafka.common.end() || absl::StripAsciiWhitespace(it->second).empty()) {
+    return KeyError("kafka.bootstrap.servers",
+                    "required (in the config file, TALLY_KAFKA_BOOTSTRAP_SERVERS or "
+                    "--set kafka.bootstrap.servers=host:port)",
+                    "");
+  }
+  for (const char* root : {"kafka", "consumer", "producer"}) {
+    const auto& props = PassThroughMap(root, c);
+    for (const char* managed : {"group.id", "transactional.id"}) {
+      if (props.count(managed) > 0) {
+        return KeyError(absl::StrCat(root, ".", managed), "not allowed: set by tally", "");
+      }
+    }
+  }
+  RETURN_IF_ERROR(CheckNonEmpty("group_id", c.group_id));
+  if (c.instance_id.empty() || c.instance_id.size() > 200 ||
+      !std::all_of(c.instance_id.begin(), c.instance_id.end(), [](char ch) {
+        return absl::ascii_isalnum(ch) || ch == '.' || ch == '_' || ch == '-';
+      })) {
+    return KeyError("instance_id",
+                    absl::StrCat("must be 1-200 of [a-zA-Z0-9._-], got ", Quote(c.instance_id)),
+                    "");
+  }
+  RETURN_IF_ERROR(ValidateTopics(c.topics));
+  RETURN_IF_ERROR(
+      CheckSizeRange("limits.max_payload_bytes", c.limits.max_payload_bytes, 1, 64ull << 20));
+  if (c.limits.min_event_time_ms >= c.limits.max_event_time_ms) {
+    return KeyError("limits.min_event_time",
+                    absl::StrCat("must be before limits.max_event_time (",
+                                 ci::FormatTimestampMs(c.limits.max_event_time_ms), "), got ",
+                                 ci::FormatTimestampMs(c.limits.min_event_time_ms)),
+                    "");
+  }
+  const ProcessingOptions& p = c.processing;
+  RETURN_IF_ERROR(CheckRange("processing.batch_max_messages", p.batch_max_messages, 1, 1'000'000));
+  RETURN_IF_ERROR(CheckDuration("processing.batch_max_time", p.batch_max_time,
+                                absl::Milliseconds(1), absl::Minutes(1)));
+  RETURN_IF_ERROR(CheckDuration("processing.pending_grace", p.pending_grace, absl::ZeroDuration(),
+                                absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(CheckRange("processing.max_pending_conversions", p.max_pending_conversions, 1,
+                             1'000'000'000));
+  RETURN_IF_ERROR(CheckRange("processing.worker_threads", p.worker_threads, 1, 256));
+  RETURN_IF_ERROR(CheckDuration("processing.stop_when_idle", p.stop_when_idle, absl::ZeroDuration(),
+                                absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(CheckNonEmpty("state.dir", c.state.dir));
+  RETURN_IF_ERROR(
+      CheckSizeRange("state.block_cache_bytes", c.state.block_cache_bytes, 0, 1ull << 40));
+  RETURN_IF_ERROR(CheckSizeRange("state.write_buffer_bytes", c.state.write_buffer_bytes,
+                                 64ull << 10, 1ull << 40));
+  if (c.state.max_open_files != -1 && c.state.max_open_files < 20) {
+    return KeyError(
+        "state.max_open_files",
+        absl::StrCat("must be -1 (unlimited) or at least 20, got ", c.state.max_open_files), "");
+  }
+  const uint64_t slots = c.dedup.table_slots;
+  if (slots < 1024 || slots > (1ull << 34) || (slots & (slots - 1)) != 0) {
+    return KeyError(
+        "dedup.table_slots",
+        absl::StrCat("must be a power of two between 1024 and 17179869184, got ", slots), "");
+  }
+  RETURN_IF_ERROR(
+      CheckDuration("dedup.horizon", c.dedup.horizon, absl::Seconds(1), absl::Hours(24 * 3650)));
+  RETURN_IF_ERROR(CheckNonEmpty("fraud.bot_user_agents_file", c.fraud.bot_user_agents_file));
+  RETURN_IF_ERROR(CheckNonEmpty("fraud.ip_blocklist_file", c.fraud.ip_blocklist_file));
+  RETURN_IF_ERROR(
+      CheckRange("fraud.max_clicks_per_ip", c.fraud.max_clicks_per_ip, 1, 1'000'000'000));
+  RETURN_IF_ERROR(CheckDuration("fraud.flood_window", c.fraud.flood_window, absl::Milliseconds(1),
+                                absl::Hours(24)));
+  RETURN_IF_ERROR(CheckNonEmpty("offers.file", c.offers.file));
+  if (absl::StatusOr<ci::HostPort> hp = ci::ParseHostPort(c.metrics.listen); !hp.ok()) {
+    return KeyError("metrics.listen", hp.status().message(), "");
+  }
+  RETURN_IF_ERROR(
+      CheckDuration("shutdown.timeout", c.shutdown.timeout, absl::Milliseconds(1), absl::Hours(1)));
+  return absl::OkStatus();
+}
+
+#undef RETURN_IF_ERROR
+
+absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
+  std::vector<Setting> settings;
+  if (sources.file.has_value()) {
+    absl::Status status = SettingsFromFile(*sources.file, &settings);
+    if (!status.ok()) return status;
+  }
+  if (absl::Status status = SettingsFromEnv(sources.env, &settings); !status.ok()) return status;
+  if (absl::Status status = SettingsFromOverrides(sources.overrides, &settings); !status.ok()) {
+    return status;
+  }
+  TallyConfig config;
+  for (const Setting& s : settings) {
+    if (absl::Status status = ApplySetting(s, &config); !status.ok()) return status;
+  }
+  if (config.instance_id.empty()) {
+    char host[256] = {};
+    if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+      return KeyError("instance_id", "not set and the hostname is unavailable", "");
+    }
+    config.instance_id = host;
+  }
+  if (absl::Status status = ValidateConfig(config); !status.ok()) return status;
+  return config;
+}
+
+std::string DescribeConfig(const TallyConfig& config) {
+  std::string out;
+  const auto line = [&out](const std::string& key, const std::string& value) {
+    absl::StrAppend(&out, key, " = ", ci::IsSecretKey(key) ? "<redacted>" : value, "\n");
+  };
+  for (const char* root : {"kafka", "consumer", "producer"}) {
+    for (const auto& [property, value] : PassThroughMap(root, config)) {
+      line(absl::StrCat(root, ".", property), value);
+    }
+  }
+  for (const KeySpec& spec : KeySpecs()) line(spec.key, spec.get(config));
+  return out;
+}
+
+std::vector<std::string> ConfigKeys() {
+  std::vector<std::string> keys;
+  for (const KeySpec& spec : KeySpecs()) keys.push_back(spec.key);
+  return keys;
+}
+
+std::string EnvironmentVariableForKey(const std::string& key) {
+  std::string name = absl::StrCat("TALLY_", absl::AsciiStrToUpper(key));
+  std::replace_if(
+      name.begin(), name.end(), [](char c) { return c == '.' || c == '-'; }, '_');
+  return name;
+}
+
+std::map<std::string, std::string> EnvironmentFromEnviron(const char* const* envp) {
+  std::map<std::string, std::string> env;
+  for (; envp != nullptr && *envp != nullptr; ++envp) {
+    const std::string_view entry(*envp);
+    const size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
+  }
+  return env;
+}
+
+const char* PayloadFormatName(PayloadFormat format) {
+  switch (format) {
+    case PayloadFormat::kJson:
+      return "json";
+    case PayloadFormat::kProtobuf:
+      return "protobuf";
+  }
+  return "?";
+}
+
+const char* AttributionKeyName(AttributionKey key) {
+  switch (key) {
+    case AttributionKey::kClickId:
+      return "click_id";
+    case AttributionKey::kUserId:
+      return "user_id";
+  }
+  return "?";
+}
+
+}  // namespace tally

@@ -1,0 +1,181 @@
+// Configuration of the `tally` processor: one typed options struct per
+// component, loaded from (lowest to highest precedence) built-in defaults, a
+// YAML file, TALLY_* environment variables and `--set key=value` overrides.
+//
+// Every key has a dotted name ("processing.batch_max_messages"); YAML nests
+// the dots as maps (or spells them out: both forms are accepted). The
+// environment name of a key is "TALLY_" + the key upper-cased with '.' and '-'
+// turned into '_' (TALLY_PROCESSING_BATCH_MAX_MESSAGES). The librdkafka
+// pass-through maps `kafka.*`, `consumer.*` and `producer.*` accept any
+// property name; from the environment they are TALLY_KAFKA_<PROP> etc., where
+// <PROP> is lower-cased and '_' becomes '.' (TALLY_KAFKA_SASL_PASSWORD ->
+// kafka.sasl.password), which is how Kubernetes Secrets reach librdkafka.
+//
+// Unknown keys (outside the pass-through maps) and TALLY_* environment
+// variables that map to no key are errors, so that a typo never silently
+// falls back to a default. Kubernetes service-link variables
+// (TALLY_SERVICE_HOST, TALLY_PORT_9464_TCP, ...) are the one exception.
+//
+// Errors are absl::InvalidArgumentError with a message of the form
+//   "config: <key>: <problem>[ (<where the value came from>)]".
+//
+// Thread safety: all functions are pure (LoadConfig reads the file and the
+// hostname); TallyConfig is a plain value.
+#ifndef TALLY_PROCESSOR_CONFIG_CONFIG_H_
+#define TALLY_PROCESSOR_CONFIG_CONFIG_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "processor/common/log.h"
+
+namespace tally {
+
+// librdkafka properties, passed through verbatim (the kafka component checks
+// every set() result). `group.id` and `transactional.id` are rejected here:
+// tally derives them from group_id and instance_id.
+struct KafkaOptions {
+  std::map<std::string, std::string> common;    // kafka.*: both clients
+  std::map<std::string, std::string> consumer;  // consumer.*: consumer only, wins over common
+  std::map<std::string, std::string> producer;  // producer.*: producer only, wins over common
+};
+
+struct TopicOptions {
+  std::string clicks = "clicks";
+  std::string conversions = "conversions";
+  std::string commissions = "commissions";
+  std::string rejected = "rejected";
+  std::string unattributed = "unattributed";
+};
+
+// Same meaning as tally::WireFormat in processor/codec/codec.h; kept separate
+// so that configuration does not depend on the codec library.
+enum class PayloadFormat { kJson, kProtobuf };
+
+struct FormatOptions {
+  PayloadFormat clicks = PayloadFormat::kJson;
+  PayloadFormat conversions = PayloadFormat::kJson;
+  PayloadFormat output = PayloadFormat::kJson;  // commissions, rejected, unattributed
+};
+
+// Field names match tally::DecodeLimits.
+struct LimitOptions {
+  uint64_t max_payload_bytes = 64 * 1024;
+  int64_t min_event_time_ms = 946'684'800'000;    // 2000-01-01T00:00:00Z
+  int64_t max_event_time_ms = 4'102'444'800'000;  // 2100-01-01T00:00:00Z
+};
+
+enum class AttributionKey { kClickId, kUserId };
+
+struct ProcessingOptions {
+  int64_t batch_max_messages = 10'000;
+  absl::Duration batch_max_time = absl::Milliseconds(100);
+  AttributionKey attribution_key = AttributionKey::kClickId;
+  absl::Duration pending_grace = absl::Minutes(10);
+  int64_t max_pending_conversions = 1'000'000;
+  int worker_threads = 2;
+  // Zero: run until signalled. Positive: exit cleanly once every assigned
+  // partition has been at end-of-log for this long (make run, tests).
+  absl::Duration stop_when_idle = absl::ZeroDuration();
+};
+
+struct StateOptions {
+  std::string dir = "/var/lib/tally";
+  uint64_t block_cache_bytes = 256ull << 20;
+  uint64_t write_buffer_bytes = 64ull << 20;
+  int max_open_files = 512;  // -1: unlimited (RocksDB semantics)
+};
+
+struct DedupOptions {
+  uint64_t table_slots = 1ull << 24;  // power of two
+  // Must be >= the longest attribution window; the app checks that, since
+  // the windows come from the offers file.
+  absl::Duration horizon = absl::Hours(35 * 24);
+};
+
+struct FraudOptions {
+  std::string bot_user_agents_file = "deploy/config/bot_user_agents.txt";
+  std::string ip_blocklist_file = "deploy/config/ip_blocklist.txt";
+  int64_t max_clicks_per_ip = 20;
+  absl::Duration flood_window = absl::Minutes(1);
+};
+
+struct OfferOptions {
+  std::string file = "deploy/config/offers.yaml";
+};
+
+struct MetricsOptions {
+  std::string listen = "0.0.0.0:9464";  // host:port; port 0 picks a free port
+};
+
+struct LogOptions {
+  LogLevel level = LogLevel::kInfo;
+  bool pii = false;  // see RedactForLog in processor/common/log.h
+};
+
+struct ShutdownOptions {
+  absl::Duration timeout = absl::Seconds(30);
+};
+
+struct TallyConfig {
+  KafkaOptions kafka;
+  std::string group_id = "tally";
+  // Stable identity of this processor instance (transactional ids derive from
+  // it). Empty after loading never happens: LoadConfig fills in the hostname.
+  std::string instance_id;
+  TopicOptions topics;
+  FormatOptions formats;
+  LimitOptions limits;
+  ProcessingOptions processing;
+  StateOptions state;
+  DedupOptions dedup;
+  FraudOptions fraud;
+  OfferOptions offers;
+  MetricsOptions metrics;
+  LogOptions log;
+  ShutdownOptions shutdown;
+};
+
+struct ConfigSources {
+  std::optional<std::string> file;  // YAML file; none: defaults + env + overrides
+  // Environment variables (name -> value). Only TALLY_* names are looked at.
+  // Tests inject a map; main passes EnvironmentFromEnviron(environ).
+  std::map<std::string, std::string> env;
+  std::vector<std::string> overrides;  // "key=value", applied in order
+};
+
+// Defaults < file < env < overrides, then ValidateConfig. On success the
+// returned config is valid and instance_id is non-empty.
+absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources);
+
+// Range and consistency checks (also for configs built in code, e.g. tests).
+// Returns the first problem found.
+absl::Status ValidateConfig(const TallyConfig& config);
+
+// One "key = value" line per key, in a fixed order, values in a syntax that
+// LoadConfig accepts back. Values whose key contains password, secret, token,
+// sasl.oauthbearer or ssl.key are printed as "<redacted>".
+std::string DescribeConfig(const TallyConfig& config);
+
+// The dotted names of all typed keys (pass-through maps excluded), in the
+// order DescribeConfig prints them.
+std::vector<std::string> ConfigKeys();
+
+// "TALLY_" + upper-cased key with '.' and '-' as '_'.
+std::string EnvironmentVariableForKey(const std::string& key);
+
+// Builds ConfigSources::env from a NULL-terminated `environ`-style array.
+std::map<std::string, std::string> EnvironmentFromEnviron(const char* const* envp);
+
+const char* PayloadFormatName(PayloadFormat format);  // "json" | "protobuf"
+const char* AttributionKeyName(AttributionKey key);   // "click_id" | "user_id"
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_CONFIG_CONFIG_H_

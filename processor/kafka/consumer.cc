@@ -1,0 +1,377 @@
+// Consumer: a KafkaConsumer in a group, with our own rebalance handling
+// (eager and cooperative), per-partition EOF tracking and explicit,
+// synchronous offset commits.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "librdkafka/rdkafka.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "processor/common/log.h"
+#include "processor/kafka/internal/rdkafka_util.h"
+#include "processor/kafka/kafka.h"
+
+namespace tally::kafka {
+namespace {
+
+using internal::KafkaStatus;
+using internal::ToTimeoutMs;
+
+class RdMessage final : public Message {
+ public:
+  explicit RdMessage(std::unique_ptr<RdKafka::Message> message) : message_(std::move(message)) {}
+
+  std::string_view topic() const override {
+    // The C name lives in the topic handle the message holds a reference
+    // to; topic_name() would copy it into a std::string per message.
+    const rd_kafka_message_t* c_message = message_->c_ptr();
+    if (c_message == nullptr || c_message->rkt == nullptr) return {};
+    const char* name = rd_kafka_topic_name(c_message->rkt);
+    return name == nullptr ? std::string_view() : std::string_view(name);
+  }
+  int32_t partition() const override { return message_->partition(); }
+  int64_t offset() const override { return message_->offset(); }
+  std::string_view key() const override {
+    const void* key = message_->key_pointer();
+    return key == nullptr ? std::string_view()
+                          : std::string_view(static_cast<const char*>(key), message_->key_len());
+  }
+  std::string_view value() const override {
+    const void* payload = message_->payload();
+    return payload == nullptr
+               ? std::string_view()
+               : std::string_view(static_cast<const char*>(payload), message_->len());
+  }
+  int64_t timestamp_ms() const override {
+    RdKafka::MessageTimestamp ts = message_->timestamp();
+    return ts.type == RdKafka::MessageTimestamp::MSG_TIMESTAMP_NOT_AVAILABLE ? -1 : ts.timestamp;
+  }
+
+ private:
+  std::unique_ptr<RdKafka::Message> message_;
+};
+
+std::vector<TopicPartition> ToOurs(const std::vector<RdKafka::TopicPartition*>& partitions) {
+  std::vector<TopicPartition> out;
+  out.reserve(partitions.size());
+  for (const RdKafka::TopicPartition* p : partitions) {
+    out.push_back(TopicPartition{p->topic(), p->partition()});
+  }
+  return out;
+}
+
+std::string Describe(const std::vector<TopicPartition>& partitions) {
+  std::string out;
+  for (const TopicPartition& p : partitions) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", p.topic, "[", p.partition, "]");
+  }
+  return out;
+}
+
+// Lets the per-message EOF bookkeeping look a partition up by the topic
+// name librdkafka already holds, without building a std::string.
+struct PartitionRef {
+  std::string_view topic;
+  int32_t partition;
+};
+struct PartitionLess {
+  using is_transparent = void;
+  static std::pair<std::string_view, int32_t> Key(const TopicPartition& p) {
+    return {p.topic, p.partition};
+  }
+  static std::pair<std::string_view, int32_t> Key(const PartitionRef& p) {
+    return {p.topic, p.partition};
+  }
+  template <typename A, typename B>
+  bool operator()(const A& a, const B& b) const {
+    return Key(a) < Key(b);
+  }
+};
+
+PartitionRef RefOf(const Message& message) {
+  return PartitionRef{message.topic(), message.partition()};
+}
+
+}  // namespace
+
+struct Consumer::Impl {
+  class RebalanceCb : public RdKafka::RebalanceCb {
+   public:
+    explicit RebalanceCb(Impl* impl) : impl_(impl) {}
+    void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                      std::vector<RdKafka::TopicPartition*>& partitions) override {
+      impl_->OnRebalance(consumer, err, partitions);
+    }
+
+   private:
+    Impl* const impl_;
+  };
+
+  // Runs inside consume()/close() on the polling thread.
+  void OnRebalance(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                   std::vector<RdKafka::TopicPartition*>& partitions) {
+    const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
+    std::vector<TopicPartition> ours = ToOurs(partitions);
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      TALLY_LOG(kInfo, "kafka", "consumer ", consumer->name(), " assigned (",
+                cooperative ? "incremental" : "eager", "): ", Describe(ours));
+      // Before assigning, so that the listener sees the partitions before
+      // any of their messages.
+      if (listener != nullptr) listener->OnAssigned(ours);
+      {
+        absl::MutexLock lock(&mu);
+        // An eager assignment replaces the whole set; a cooperative one adds.
+        if (!cooperative) at_eof.clear();
+        for (const TopicPartition& p : ours) at_eof[p] = false;
+      }
+      if (cooperative) {
+        absl::Status status =
+            internal::StatusFromError(consumer->incremental_assign(partitions), "incremental assign");
+        if (!status.ok()) TALLY_LOG(kError, "kafka", status.ToString());
+      } else {
+        RdKafka::ErrorCode assign_err = consumer->assign(partitions);
+        if (assign_err != RdKafka::ERR_NO_ERROR) {
+          TALLY_LOG(kError, "kafka", "assign: ", RdKafka::err2str(assign_err));
+        }
+      }
+      return;
+    }
+    if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
+      if (consumer->assignment_lost()) {
+        // Another member may already own them: commits for them will fail.
+        TALLY_LOG(kWarning, "kafka", "consumer ", consumer->name(),
+                  " lost its assignment (session timed out?): ", Describe(ours));
+      } else {
+        TALLY_LOG(kInfo, "kafka", "consumer ", consumer->name(), " revoked (",
+                  cooperative ? "incremental" : "eager", "): ", Describe(ours));
+      }
+      // Before unassigning, so the listener may still commit for them.
+      if (listener != nullptr) listener->OnRevoked(ours);
+      {
+        absl::MutexLock lock(&mu);
+        if (!cooperative) {
+          at_eof.clear();
+        } else {
+          for (const TopicPartition& p : ours) at_eof.erase(p);
+        }
+      }
+      if (cooperative) {
+        absl::Status status = internal::StatusFromError(consumer->incremental_unassign(partitions),
+                                                        "incremental unassign");
+        if (!status.ok()) TALLY_LOG(kError, "kafka", status.ToString());
+      } else {
+        RdKafka::ErrorCode unassign_err = consumer->unassign();
+        if (unassign_err != RdKafka::ERR_NO_ERROR) {
+          TALLY_LOG(kError, "kafka", "unassign: ", RdKafka::err2str(unassign_err));
+        }
+      }
+      return;
+    }
+    // A failed rebalance: librdkafka requires unassign() to resynchronise,
+    // so everything we held is gone.
+    TALLY_LOG(kError, "kafka", "consumer ", consumer->name(),
+              " rebalance failed: ", RdKafka::err2str(err));
+    std::vector<TopicPartition> held;
+    {
+      absl::MutexLock lock(&mu);
+      for (const auto& [p, eof] : at_eof) held.push_back(p);
+      at_eof.clear();
+    }
+    if (listener != nullptr && !held.empty()) listener->OnRevoked(held);
+    consumer->unassign();
+  }
+
+  // Declaration order is destruction order reversed: everything the
+  // callbacks touch is declared before `handle`, so it outlives it.
+  RebalanceListener* listener = nullptr;  // not owned; outlives the consumer
+  internal::LogEventCb event_cb{"consumer"};
+  RebalanceCb rebalance_cb{this};
+  Properties props;
+  bool closed = false;  // polling thread only
+
+  // Written on the polling thread (rebalances, Poll), read from any thread
+  // by Assignment()/AllAssignedAtEof().
+  mutable absl::Mutex mu;
+  // Assigned partitions -> "EOF reached and nothing consumed since".
+  std::map<TopicPartition, bool, PartitionLess> at_eof ABSL_GUARDED_BY(mu);
+
+  std::unique_ptr<RdKafka::KafkaConsumer> handle;
+};
+
+Consumer::Consumer() : impl_(std::make_unique<Impl>()) {}
+
+absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props,
+                                                           RebalanceListener* listener) {
+  for (const char* required : {"bootstrap.servers", "group.id"}) {
+    if (!props.contains(required)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kafka consumer: property \"", required, "\" is required"));
+    }
+  }
+  Properties effective = props;
+  // Offsets are committed explicitly, after the output is durable.
+  internal::SetDefault(&effective, "enable.auto.commit", "false");
+  internal::SetDefault(&effective, "enable.auto.offset.store", "false");
+  internal::SetDefault(&effective, "auto.offset.reset", "earliest");
+  // Cooperative: a member joining or leaving moves only the partitions that
+  // must move instead of stopping the whole group.
+  internal::SetDefault(&effective, "partition.assignment.strategy", "cooperative-sticky");
+  auto eof = effective.find("enable.partition.eof");
+  if (eof != effective.end() && eof->second != "true") {
+    return absl::InvalidArgumentError(
+        "kafka consumer: property \"enable.partition.eof\" must be true (AllAssignedAtEof needs "
+        "it)");
+  }
+  effective["enable.partition.eof"] = "true";
+
+  std::unique_ptr<Consumer> consumer(new Consumer());
+  Impl& impl = *consumer->impl_;
+  impl.listener = listener;
+  impl.props = effective;
+
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  absl::Status status = internal::ApplyProperties(conf.get(), effective);
+  if (!status.ok()) return status;
+  std::string errstr;
+  if (conf->set("rebalance_cb", &impl.rebalance_cb, errstr) != RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", &impl.event_cb, errstr) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(absl::StrCat("kafka consumer: registering callbacks: ", errstr));
+  }
+  impl.handle.reset(RdKafka::KafkaConsumer::create(conf.get(), errstr));
+  if (impl.handle == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kafka consumer: ", internal::ScrubSecrets(std::move(errstr), effective)));
+  }
+  TALLY_LOG(kInfo, "kafka", "consumer ", impl.handle->name(), " created: ",
+            PropertiesForLog(effective));
+  return consumer;
+}
+
+Consumer::~Consumer() {
+  if (impl_ == nullptr || impl_->handle == nullptr) return;
+  absl::Status status = Close();
+  if (!status.ok()) TALLY_LOG(kWarning, "kafka", "consumer close: ", status.ToString());
+}
+
+absl::Status Consumer::Subscribe(const std::vector<std::string>& topics) {
+  if (impl_->closed) return absl::FailedPreconditionError("kafka subscribe: consumer is closed");
+  RdKafka::ErrorCode err = impl_->handle->subscribe(topics);
+  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka subscribe");
+  return absl::OkStatus();
+}
+
+absl::Status Consumer::Poll(size_t max_messages, absl::Duration timeout,
+                            std::vector<std::unique_ptr<Message>>* out) {
+  if (impl_->closed) return absl::FailedPreconditionError("kafka poll: consumer is closed");
+  const absl::Time deadline = absl::Now() + timeout;
+  size_t taken = 0;
+  while (taken < max_messages) {
+    // Wait only for the first message; after that take what is fetched.
+    const int wait_ms = taken == 0 ? ToTimeoutMs(deadline - absl::Now()) : 0;
+    std::unique_ptr<RdKafka::Message> message(impl_->handle->consume(wait_ms));
+    const RdKafka::ErrorCode err = message->err();
+    switch (err) {
+      case RdKafka::ERR_NO_ERROR: {
+        auto ours = std::make_unique<RdMessage>(std::move(message));
+        {
+          absl::MutexLock lock(&impl_->mu);
+          auto it = impl_->at_eof.find(RefOf(*ours));
+          if (it != impl_->at_eof.end()) it->second = false;
+        }
+        out->push_back(std::move(ours));
+        ++taken;
+        break;
+      }
+      case RdKafka::ERR__PARTITION_EOF: {
+        bool all_at_eof = false;
+        {
+          absl::MutexLock lock(&impl_->mu);
+          auto it = impl_->at_eof.find(RefOf(RdMessage(std::move(message))));
+          if (it != impl_->at_eof.end()) it->second = true;
+          all_at_eof = !impl_->at_eof.empty();
+          for (const auto& [p, at_eof] : impl_->at_eof) all_at_eof = all_at_eof && at_eof;
+        }
+        // Nothing more is coming soon: do not sit out the timeout.
+        if (all_at_eof) return absl::OkStatus();
+        break;
+      }
+      case RdKafka::ERR__TIMED_OUT:
+        return absl::OkStatus();
+      default: {
+        ErrorClass error_class = ClassifyError(err);
+        if (error_class == ErrorClass::kFatal || error_class == ErrorClass::kFenced) {
+          std::string why = message->errstr();
+          int code = err;
+          if (err == RdKafka::ERR__FATAL) code = impl_->handle->fatal_error(why);
+          return KafkaStatus(error_class, code, "kafka consume", why, /*deadline=*/false);
+        }
+        // librdkafka retries these itself (broker down, unknown topic until
+        // it is created, ...): report and go on.
+        TALLY_LOG(kWarning, "kafka", "consume: ", RdKafka::err2str(err), ": ", message->errstr());
+        if (taken == 0 && absl::Now() >= deadline) return absl::OkStatus();
+        break;
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Consumer::Commit(const std::vector<TopicPartitionOffset>& offsets) {
+  if (impl_->closed) return absl::FailedPreconditionError("kafka commit: consumer is closed");
+  if (offsets.empty()) return absl::OkStatus();
+  internal::OwnedPartitions list;
+  list.list.reserve(offsets.size());
+  for (const TopicPartitionOffset& o : offsets) {
+    list.list.push_back(RdKafka::TopicPartition::create(o.topic, o.partition, o.offset));
+  }
+  RdKafka::ErrorCode err = impl_->handle->commitSync(list.list);
+  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka commit");
+  for (const RdKafka::TopicPartition* p : list.list) {
+    if (p->err() != RdKafka::ERR_NO_ERROR) {
+      return KafkaStatus(p->err(), absl::StrCat("kafka commit of ", p->topic(), "[",
+                                                p->partition(), "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<TopicPartition> Consumer::Assignment() const {
+  absl::MutexLock lock(&impl_->mu);
+  std::vector<TopicPartition> out;
+  out.reserve(impl_->at_eof.size());
+  for (const auto& [p, at_eof] : impl_->at_eof) out.push_back(p);
+  return out;
+}
+
+bool Consumer::AllAssignedAtEof() const {
+  absl::MutexLock lock(&impl_->mu);
+  if (impl_->at_eof.empty()) return false;
+  for (const auto& [p, at_eof] : impl_->at_eof) {
+    if (!at_eof) return false;
+  }
+  return true;
+}
+
+absl::Status Consumer::Close() {
+  if (impl_->closed) return absl::OkStatus();
+  impl_->closed = true;
+  // close() revokes the assignment through the rebalance callback (so the
+  // listener hears about it) and leaves the group.
+  RdKafka::ErrorCode err = impl_->handle->close();
+  {
+    absl::MutexLock lock(&impl_->mu);
+    impl_->at_eof.clear();
+  }
+  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka consumer close");
+  return absl::OkStatus();
+}
+
+void* Consumer::group_metadata_handle() const {
+  return impl_->closed ? nullptr : impl_->handle.get();
+}
+
+}  // namespace tally::kafka

@@ -1,0 +1,74 @@
+// Helpers shared by producer.cc and consumer.cc. Not for use outside
+// processor/kafka/.
+#ifndef TALLY_PROCESSOR_KAFKA_INTERNAL_RDKAFKA_UTIL_H_
+#define TALLY_PROCESSOR_KAFKA_INTERNAL_RDKAFKA_UTIL_H_
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "processor/kafka/kafka.h"
+
+namespace tally::kafka::internal {
+
+// A Status for a librdkafka failure, carrying the class and code payload
+// read by ErrorClassOf()/KafkaErrorCode(). `detail` empty means librdkafka's
+// description of `code`. `deadline` selects kDeadlineExceeded (one of our own
+// time limits ran out) over the class's canonical code.
+absl::Status KafkaStatus(ErrorClass error_class, int code, std::string_view context,
+                         std::string_view detail, bool deadline);
+absl::Status KafkaStatus(int code, std::string_view context, std::string_view detail = "");
+
+// Takes ownership of `error` (may be null: OK). The class is librdkafka's
+// own verdict where it gives one (fatal, txn_requires_abort, retriable).
+absl::Status StatusFromError(RdKafka::Error* error, std::string_view context);
+
+// conf->set(key, value) with the result checked; the error names the key and
+// carries librdkafka's message, with the value cut out of it if the key is a
+// secret.
+absl::Status SetProperty(RdKafka::Conf* conf, const std::string& key, const std::string& value);
+// SetProperty for every entry.
+absl::Status ApplyProperties(RdKafka::Conf* conf, const Properties& props);
+// `props` with `key` set to `value` unless the caller already set it.
+void SetDefault(Properties* props, const std::string& key, const std::string& value);
+// Removes a secret value from a librdkafka message that may echo it.
+std::string ScrubSecrets(std::string message, const Properties& props);
+
+// Debian's Abseil has its own string_view type (no implicit conversion).
+inline absl::string_view ToAbsl(std::string_view s) { return {s.data(), s.size()}; }
+
+// Owns the TopicPartition objects librdkafka's C++ API takes as raw
+// pointers.
+struct OwnedPartitions {
+  OwnedPartitions() = default;
+  OwnedPartitions(const OwnedPartitions&) = delete;
+  OwnedPartitions& operator=(const OwnedPartitions&) = delete;
+  ~OwnedPartitions() { RdKafka::TopicPartition::destroy(list); }
+  std::vector<RdKafka::TopicPartition*> list;
+};
+
+// Milliseconds for librdkafka timeouts, rounded up so that a positive
+// duration never becomes a non-blocking 0, clamped to int.
+int ToTimeoutMs(absl::Duration d);
+
+// Routes librdkafka's log lines and error events to TALLY_LOG under the
+// component "kafka". Log events arrive on librdkafka's internal threads
+// (LogLine is thread-safe); error events on the polling thread. Must
+// outlive the handle it is registered with.
+class LogEventCb : public RdKafka::EventCb {
+ public:
+  explicit LogEventCb(std::string client_role) : role_(std::move(client_role)) {}
+  void event_cb(RdKafka::Event& event) override;
+
+ private:
+  const std::string role_;  // "producer" / "consumer", prefixes each line
+};
+
+}  // namespace tally::kafka::internal
+
+#endif  // TALLY_PROCESSOR_KAFKA_INTERNAL_RDKAFKA_UTIL_H_

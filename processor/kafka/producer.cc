@@ -1,0 +1,330 @@
+// Producer: idempotent by default, never drops on a full local queue, and
+// hands every delivery report to the caller with the caller's tag.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "librdkafka/rdkafkacpp.h"
+#include "processor/common/log.h"
+#include "processor/kafka/internal/rdkafka_util.h"
+#include "processor/kafka/kafka.h"
+
+namespace tally::kafka {
+namespace {
+
+using internal::KafkaStatus;
+using internal::ToAbsl;
+using internal::ToTimeoutMs;
+
+// The caller's 64-bit tag travels as librdkafka's per-message opaque.
+static_assert(sizeof(void*) >= sizeof(uint64_t), "tags are stored in a pointer");
+
+// How long a Produce() on a full queue blocks in one poll before retrying.
+// Short enough to retry soon after a batch is acknowledged, long enough not
+// to spin.
+constexpr absl::Duration kQueueFullPoll = absl::Milliseconds(50);
+// Bound on the destructor's flush: long enough for in-flight batches on a
+// healthy cluster, short enough for a pod's termination grace period.
+constexpr absl::Duration kDestructorFlush = absl::Seconds(10);
+// init_transactions() bound at start-up (finds the coordinator, bumps the
+// epoch, which fences any previous instance with the same id).
+constexpr absl::Duration kInitTransactionsTimeout = absl::Seconds(30);
+
+bool IsPurge(RdKafka::ErrorCode err) {
+  return err == RdKafka::ERR__PURGE_QUEUE || err == RdKafka::ERR__PURGE_INFLIGHT;
+}
+
+}  // namespace
+
+struct Producer::Impl {
+  class DeliveryCb : public RdKafka::DeliveryReportCb {
+   public:
+    explicit DeliveryCb(Impl* impl) : impl_(impl) {}
+    void dr_cb(RdKafka::Message& message) override { impl_->OnDelivery(message); }
+
+   private:
+    Impl* const impl_;
+  };
+
+  // Runs on the thread serving poll() (Produce/Poll/Flush callers).
+  void OnDelivery(RdKafka::Message& message) {
+    DeliveryReport report;
+    report.tag = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(message.msg_opaque()));
+    report.topic = message.topic_name();
+    report.partition = message.partition();
+    report.offset = message.offset();
+    report.error = message.err();
+    if (message.err() == RdKafka::ERR_NO_ERROR) {
+      // Relaxed: a statistic; nothing else is published through it.
+      delivered.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      report.error_text = message.errstr();
+      failed.fetch_add(1, std::memory_order_relaxed);  // relaxed: a statistic
+      // Purges only come from AbortTransaction() (or destruction), which
+      // the caller asked for; they must not fail the next Flush().
+      if (!IsPurge(message.err())) {
+        if (failed_since_flush == 0) {
+          first_failure_code = message.err();
+          first_failure_text =
+              absl::StrCat(report.topic, "[", report.partition, "]: ", report.error_text);
+        }
+        ++failed_since_flush;
+      }
+    }
+    if (on_delivery) on_delivery(report);
+  }
+
+  absl::StatusOr<RdKafka::Topic*> GetTopic(std::string_view name) {
+    absl::MutexLock lock(&topics_mu);
+    auto it = topics.find(name);
+    if (it != topics.end()) return it->second.get();
+    std::string errstr;
+    std::unique_ptr<RdKafka::Topic> topic(
+        RdKafka::Topic::create(handle.get(), std::string(name), nullptr, errstr));
+    if (topic == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat("kafka topic \"", ToAbsl(name), "\": ", errstr));
+    }
+    RdKafka::Topic* raw = topic.get();
+    topics.emplace(std::string(name), std::move(topic));
+    return raw;
+  }
+
+  absl::Status RequireTransactional(std::string_view what) const {
+    if (transactional) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat(ToAbsl(what), ": the producer was created without a transactional_id"));
+  }
+
+  // Declaration order is destruction order reversed: the callbacks and the
+  // state they touch are declared before `handle` so they outlive it, and
+  // the topic handles after it so they are destroyed before it.
+  DeliveryHandler on_delivery;
+  internal::LogEventCb event_cb{"producer"};
+  DeliveryCb delivery_cb{this};
+  Properties props;  // effective properties, for scrubbing error messages
+  bool transactional = false;
+
+  // Written by OnDelivery on the polling thread, read from any thread.
+  std::atomic<uint64_t> delivered{0};
+  std::atomic<uint64_t> failed{0};
+  // Polling thread only (OnDelivery and Flush run there).
+  uint64_t failed_since_flush = 0;
+  int first_failure_code = 0;
+  std::string first_failure_text;
+
+  std::unique_ptr<RdKafka::Producer> handle;
+
+  absl::Mutex topics_mu;
+  std::map<std::string, std::unique_ptr<RdKafka::Topic>, std::less<>> topics
+      ABSL_GUARDED_BY(topics_mu);
+};
+
+Producer::Producer() : impl_(std::make_unique<Impl>()) {}
+
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& props,
+                                                           DeliveryHandler on_delivery,
+                                                           const std::string& transactional_id) {
+  if (!props.contains("bootstrap.servers")) {
+    return absl::InvalidArgumentError("kafka producer: property \"bootstrap.servers\" is required");
+  }
+  Properties effective = props;
+  // Idempotence keeps retries from duplicating or reordering messages;
+  // acks=all keeps an acknowledged message when a leader fails.
+  internal::SetDefault(&effective, "enable.idempotence", "true");
+  internal::SetDefault(&effective, "acks", "all");
+  // librdkafka's default (consistent_random, CRC32) disagrees with the Java
+  // client; murmur2 keeps a key on the same partition whoever produced it.
+  internal::SetDefault(&effective, "partitioner", "murmur2_random");
+  if (!transactional_id.empty()) {
+    auto it = effective.find("transactional.id");
+    if (it != effective.end() && it->second != transactional_id) {
+      return absl::InvalidArgumentError(
+          "kafka producer: property \"transactional.id\" disagrees with the transactional_id "
+          "argument");
+    }
+    effective["transactional.id"] = transactional_id;
+  }
+
+  std::unique_ptr<Producer> producer(new Producer());
+  Impl& impl = *producer->impl_;
+  impl.on_delivery = std::move(on_delivery);
+  impl.props = effective;
+  impl.transactional = !transactional_id.empty();
+
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  absl::Status status = internal::ApplyProperties(conf.get(), effective);
+  if (!status.ok()) return status;
+  std::string errstr;
+  if (conf->set("dr_cb", &impl.delivery_cb, errstr) != RdKafka::Conf::CONF_OK ||
+      conf->set("event_cb", &impl.event_cb, errstr) != RdKafka::Conf::CONF_OK) {
+    return absl::InternalError(absl::StrCat("kafka producer: registering callbacks: ", errstr));
+  }
+  impl.handle.reset(RdKafka::Producer::create(conf.get(), errstr));
+  if (impl.handle == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kafka producer: ", internal::ScrubSecrets(std::move(errstr), effective)));
+  }
+  TALLY_LOG(kInfo, "kafka", "producer ", impl.handle->name(), " created: ",
+            PropertiesForLog(effective));
+  if (impl.transactional) {
+    status = internal::StatusFromError(
+        impl.handle->init_transactions(ToTimeoutMs(kInitTransactionsTimeout)),
+        "kafka producer: init transactions");
+    if (!status.ok()) return status;
+  }
+  return producer;
+}
+
+Producer::~Producer() {
+  if (impl_ == nullptr || impl_->handle == nullptr) return;
+  RdKafka::ErrorCode err = impl_->handle->flush(ToTimeoutMs(kDestructorFlush));
+  if (err != RdKafka::ERR_NO_ERROR) {
+    TALLY_LOG(kError, "kafka", "producer ", impl_->handle->name(), ": ",
+              impl_->handle->outq_len(), " messages/requests not delivered at shutdown: ",
+              RdKafka::err2str(err));
+  }
+}
+
+absl::Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
+                               std::string_view value, uint64_t tag, absl::Duration timeout) {
+  absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
+  if (!rkt.ok()) return rkt.status();
+  const absl::Time deadline = absl::Now() + timeout;
+  void* opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(tag));
+  for (;;) {
+    // RK_MSG_COPY: the caller's views need not outlive this call.
+    RdKafka::ErrorCode err = impl_->handle->produce(
+        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
+        value.size(), key.empty() ? nullptr : key.data(), key.size(), opaque);
+    if (err == RdKafka::ERR_NO_ERROR) return absl::OkStatus();
+    if (err == RdKafka::ERR__QUEUE_FULL) {
+      const absl::Duration left = deadline - absl::Now();
+      if (left <= absl::ZeroDuration()) {
+        return KafkaStatus(ErrorClass::kRetriable, err,
+                           absl::StrCat("kafka produce to ", ToAbsl(topic)),
+                           "local queue still full when the timeout ran out", /*deadline=*/true);
+      }
+      // Serving delivery reports is what frees queue slots.
+      impl_->handle->poll(ToTimeoutMs(std::min(left, kQueueFullPoll)));
+      continue;
+    }
+    if (err == RdKafka::ERR__FATAL) {
+      std::string why;
+      RdKafka::ErrorCode cause = impl_->handle->fatal_error(why);
+      return KafkaStatus(ErrorClass::kFatal, cause,
+                         absl::StrCat("kafka produce to ", ToAbsl(topic)), why,
+                         /*deadline=*/false);
+    }
+    return KafkaStatus(err, absl::StrCat("kafka produce to ", ToAbsl(topic)));
+  }
+}
+
+void Producer::Poll(absl::Duration timeout) { impl_->handle->poll(ToTimeoutMs(timeout)); }
+
+absl::Status Producer::Flush(absl::Duration timeout) {
+  // flush() serves delivery reports itself (no background event thread).
+  RdKafka::ErrorCode err = impl_->handle->flush(ToTimeoutMs(timeout));
+  if (err == RdKafka::ERR__TIMED_OUT) {
+    return KafkaStatus(ErrorClass::kRetriable, err, "kafka flush",
+                       absl::StrCat(impl_->handle->outq_len(),
+                                    " messages/requests still in flight when the timeout ran out"),
+                       /*deadline=*/true);
+  }
+  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka flush");
+  if (impl_->failed_since_flush > 0) {
+    absl::Status status =
+        KafkaStatus(impl_->first_failure_code, "kafka flush",
+                    absl::StrCat(impl_->failed_since_flush,
+                                 " message(s) failed since the previous flush; first: ",
+                                 impl_->first_failure_text));
+    impl_->failed_since_flush = 0;
+    impl_->first_failure_code = 0;
+    impl_->first_failure_text.clear();
+    return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Producer::BeginTransaction() {
+  absl::Status status = impl_->RequireTransactional("begin transaction");
+  if (!status.ok()) return status;
+  return internal::StatusFromError(impl_->handle->begin_transaction(),
+                                   "kafka begin transaction");
+}
+
+absl::Status Producer::SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
+                                                const Consumer& consumer,
+                                                absl::Duration timeout) {
+  absl::Status status = impl_->RequireTransactional("send offsets to transaction");
+  if (!status.ok()) return status;
+  auto* kafka_consumer = static_cast<RdKafka::KafkaConsumer*>(consumer.group_metadata_handle());
+  if (kafka_consumer == nullptr) {
+    return absl::FailedPreconditionError("send offsets to transaction: the consumer is closed");
+  }
+  std::unique_ptr<RdKafka::ConsumerGroupMetadata> metadata(kafka_consumer->groupMetadata());
+  if (metadata == nullptr) {
+    return absl::FailedPreconditionError(
+        "send offsets to transaction: the consumer has no group metadata");
+  }
+  internal::OwnedPartitions list;
+  list.list.reserve(offsets.size());
+  for (const TopicPartitionOffset& o : offsets) {
+    list.list.push_back(RdKafka::TopicPartition::create(o.topic, o.partition, o.offset));
+  }
+  return internal::StatusFromError(
+      impl_->handle->send_offsets_to_transaction(list.list, metadata.get(), ToTimeoutMs(timeout)),
+      "kafka send offsets to transaction");
+}
+
+absl::Status Producer::CommitTransaction(absl::Duration timeout) {
+  absl::Status status = impl_->RequireTransactional("commit transaction");
+  if (!status.ok()) return status;
+  return internal::StatusFromError(impl_->handle->commit_transaction(ToTimeoutMs(timeout)),
+                                   "kafka commit transaction");
+}
+
+absl::Status Producer::AbortTransaction(absl::Duration timeout) {
+  absl::Status status = impl_->RequireTransactional("abort transaction");
+  if (!status.ok()) return status;
+  return internal::StatusFromError(impl_->handle->abort_transaction(ToTimeoutMs(timeout)),
+                                   "kafka abort transaction");
+}
+
+absl::StatusOr<int32_t> Producer::PartitionCount(const std::string& topic,
+                                                 absl::Duration timeout) {
+  absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
+  if (!rkt.ok()) return rkt.status();
+  RdKafka::Metadata* raw = nullptr;
+  RdKafka::ErrorCode err =
+      impl_->handle->metadata(/*all_topics=*/false, *rkt, &raw, ToTimeoutMs(timeout));
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  if (err != RdKafka::ERR_NO_ERROR) {
+    return KafkaStatus(ClassifyError(err), err, absl::StrCat("kafka metadata for ", topic), "",
+                       /*deadline=*/err == RdKafka::ERR__TIMED_OUT);
+  }
+  for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+    if (t->topic() != topic) continue;
+    if (t->err() != RdKafka::ERR_NO_ERROR) {
+      return KafkaStatus(t->err(), absl::StrCat("kafka metadata for ", topic));
+    }
+    return static_cast<int32_t>(t->partitions()->size());
+  }
+  return absl::NotFoundError(absl::StrCat("kafka metadata: topic ", topic, " not in the reply"));
+}
+
+uint64_t Producer::delivered() const {
+  return impl_->delivered.load(std::memory_order_relaxed);  // relaxed: a statistic
+}
+
+uint64_t Producer::failed() const {
+  return impl_->failed.load(std::memory_order_relaxed);  // relaxed: a statistic
+}
+
+}  // namespace tally::kafka

@@ -1,0 +1,33 @@
+// Process metrics read from /proc/self at scrape time (Linux only). A value
+// that cannot be read is left out of the scrape rather than reported as 0.
+#ifndef TALLY_PROCESSOR_METRICS_INTERNAL_PROCESS_COLLECTOR_H_
+#define TALLY_PROCESSOR_METRICS_INTERNAL_PROCESS_COLLECTOR_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/metric_family.h"
+
+namespace tally::metrics_internal {
+
+// Thread-safe: Collect() keeps no state between calls.
+class ProcessCollector : public prometheus::Collectable {
+ public:
+  // `proc_dir` is "/proc/self" except in tests.
+  explicit ProcessCollector(std::string proc_dir = "/proc/self");
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+  std::optional<double> ResidentMemoryBytes() const;
+  std::optional<double> CpuSeconds() const;  // user + system
+  std::optional<double> OpenFds() const;
+
+ private:
+  const std::string proc_dir_;
+};
+
+}  // namespace tally::metrics_internal
+
+#endif  // TALLY_PROCESSOR_METRICS_INTERNAL_PROCESS_COLLECTOR_H_

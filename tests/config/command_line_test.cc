@@ -1,0 +1,58 @@
+#include "processor/config/command_line.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <vector>
+
+namespace tally {
+namespace {
+
+absl::StatusOr<CommandLine> Parse(std::vector<const char*> args) {
+  args.insert(args.begin(), "tally");
+  return ParseCommandLine(static_cast<int>(args.size()), args.data());
+}
+
+TEST(ParseCommandLineTest, ConfigAndRepeatedSetInOrder) {
+  absl::StatusOr<CommandLine> cl = Parse({"--config", "a.yaml", "--set", "group_id=g",
+                                          "--set=log.level=debug", "--set", "kafka.sasl.jaas=x=y"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_EQ(cl->config_file, "a.yaml");
+  EXPECT_THAT(cl->overrides,
+              testing::ElementsAre("group_id=g", "log.level=debug", "kafka.sasl.jaas=x=y"));
+  EXPECT_FALSE(cl->help);
+  EXPECT_FALSE(cl->version);
+}
+
+TEST(ParseCommandLineTest, HelpAndVersion) {
+  absl::StatusOr<CommandLine> cl = Parse({"--help", "--version", "--config=x.yaml"});
+  ASSERT_TRUE(cl.ok());
+  EXPECT_TRUE(cl->help);
+  EXPECT_TRUE(cl->version);
+  EXPECT_EQ(cl->config_file, "x.yaml");
+  EXPECT_STRNE(TallyVersion(), "");
+  EXPECT_THAT(CommandLineUsage("tally"), testing::HasSubstr("--set key=value"));
+}
+
+TEST(ParseCommandLineTest, ErrorsNameTheFlag) {
+  struct Case {
+    std::vector<const char*> args;
+    const char* message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"--config"}, "--config: missing value"},
+           {{"--set"}, "--set: missing value"},
+           {{"--set", "novalue"}, "--set: expected key=value, got 'novalue'"},
+           {{"--set", "=x"}, "--set: expected key=value, got '=x'"},
+           {{"--config", "a", "--config", "b"}, "--config: given more than once"},
+           {{"--frobnicate"}, "unknown flag '--frobnicate'"},
+           {{"stray"}, "unexpected argument 'stray'"},
+       }) {
+    absl::StatusOr<CommandLine> cl = Parse(c.args);
+    ASSERT_FALSE(cl.ok()) << c.message;
+    EXPECT_EQ(cl.status().message(), c.message);
+  }
+}
+
+}  // namespace
+}  // namespace tally

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Bad configuration fails at start-up with a message that names the key.
+# usage: bad_config_test.sh BIN_DIR SRC_DIR
+BIN_DIR=$1
+SRC_DIR=$2
+set -uo pipefail
+fail=0
+expect_error() {  # expect_error NEEDLE ARGS...
+  local needle=$1
+  shift
+  local out rc
+  out=$("$BIN_DIR/tally" "$@" 2>&1 >/dev/null)
+  rc=$?
+  if [ $rc -eq 0 ] || ! grep -q -- "$needle" <<<"$out"; then
+    echo "FAIL: tally $* -> rc=$rc, wanted an error naming '$needle', got: $out" >&2
+    fail=1
+  fi
+}
+cfg="$SRC_DIR/deploy/config/tally.yaml"
+expect_error "processing.batch_max_messages" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1 --set processing.batch_max_messages=0
+expect_error "topics.clickz" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1 --set topics.clickz=x
+expect_error "formats.clicks" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1 --set formats.clicks=xml
+expect_error "no-such-file.yaml" --config /no-such-file.yaml
+expect_error "kafka.bootstrap.servers" --config "$cfg" --set kafka.bootstrap.servers=
+expect_error "no.such.property" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1 --set kafka.no.such.property=1
+export TALLY_TOPICS_CLIKS=x
+expect_error "TALLY_TOPICS_CLIKS" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1
+unset TALLY_TOPICS_CLIKS
+[ $fail -eq 0 ] && echo PASS
+exit $fail

@@ -1,0 +1,84 @@
+# Shared helpers for the integration tests: start a real tally-devbroker on
+# loopback, wait for it (bounded), and tear everything down on exit.
+# Expects: BIN_DIR (where tally, tally-devbroker, tally-loadgen, tally-verify
+# live) and SRC_DIR (repository root).
+
+set -euo pipefail
+
+WORK=$(mktemp -d -t tally-it.XXXXXX)
+PIDS=()
+
+cleanup() {
+  local rc=$?
+  # Newest first: processors stop before the broker they talk to.
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  if [ $rc -ne 0 ]; then
+    echo "--- test failed (rc=$rc); logs from $WORK:" >&2
+    for f in "$WORK"/*.log; do
+      [ -f "$f" ] || continue
+      echo "=== $f (last 40 lines)" >&2
+      tail -n 40 "$f" >&2
+    done
+  fi
+  rm -rf "$WORK"
+  exit $rc
+}
+trap cleanup EXIT
+
+# start_devbroker PARTITIONS -> sets BOOTSTRAP
+start_devbroker() {
+  local partitions=$1
+  "$BIN_DIR/tally-devbroker" --partitions "$partitions" \
+      --bootstrap-file "$WORK/bootstrap" >"$WORK/devbroker.out" 2>"$WORK/devbroker.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do
+    [ -s "$WORK/bootstrap" ] && break
+    sleep 0.1
+  done
+  [ -s "$WORK/bootstrap" ] || { echo "devbroker did not start" >&2; return 1; }
+  BOOTSTRAP=$(cat "$WORK/bootstrap")
+  echo "devbroker at $BOOTSTRAP" >&2
+}
+
+# The processor's command line for a dev-broker run: the shipped config with
+# loopback overrides, then the caller's --set flags.
+tally_command() {
+  TALLY_CMD=("$BIN_DIR/tally" --config "$SRC_DIR/deploy/config/tally.yaml"
+      --set "kafka.bootstrap.servers=$BOOTSTRAP"
+      --set "metrics.listen=127.0.0.1:0"
+      --set "state.dir=$WORK/state"
+      --set "consumer.session.timeout.ms=6000"
+      --set "fraud.bot_user_agents_file=$SRC_DIR/deploy/config/bot_user_agents.txt"
+      --set "fraud.ip_blocklist_file=$SRC_DIR/deploy/config/ip_blocklist.txt"
+      --set "offers.file=$SRC_DIR/deploy/config/offers.yaml"
+      "$@")
+}
+
+# run_tally NAME [--set k=v ...] -> summary JSON in $WORK/NAME.summary.json
+run_tally() {
+  local name=$1
+  shift
+  tally_command "$@"
+  "${TALLY_CMD[@]}" >"$WORK/$name.summary.json" 2>"$WORK/$name.log"
+}
+
+# start_tally NAME [--set k=v ...] -> runs in the background, TALLY_PID is
+# the processor itself (not a subshell), so signals reach it.
+start_tally() {
+  local name=$1
+  shift
+  tally_command "$@"
+  "${TALLY_CMD[@]}" >"$WORK/$name.summary.json" 2>"$WORK/$name.log" &
+  TALLY_PID=$!
+  PIDS+=("$TALLY_PID")
+}
+
+json_field() {  # json_field FILE KEY -> integer value of a top-level key
+  grep -o "\"$2\":[0-9]*" "$1" | head -n1 | cut -d: -f2
+}

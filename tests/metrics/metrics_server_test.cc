@@ -1,0 +1,175 @@
+#include "processor/metrics/metrics_server.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "processor/metrics/internal/process_collector.h"
+#include "prometheus/counter.h"
+
+namespace tally {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Owns a file descriptor for the duration of a test.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+sockaddr_in Loopback(int port) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return addr;
+}
+
+// A minimal HTTP/1.0 GET over a raw loopback socket; returns the whole
+// response (headers and body), or "" on failure. Bounded by a 5 s receive
+// timeout so a hung server fails the test instead of hanging it.
+std::string HttpGet(int port, const std::string& path) {
+  Fd sock(::socket(AF_INET, SOCK_STREAM, 0));
+  if (sock.get() < 0) return "";
+  timeval timeout{5, 0};
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  ::setsockopt(sock.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in addr = Loopback(port);
+  if (::connect(sock.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) return "";
+  const std::string request =
+      absl::StrCat("GET ", path, " HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  if (::send(sock.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size())) {
+    return "";
+  }
+  std::string response;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::recv(sock.get(), buffer, sizeof(buffer), 0);
+    if (n <= 0) break;  // EOF (server closed after the response) or timeout
+    response.append(buffer, static_cast<size_t>(n));
+  }
+  return response;
+}
+
+// The value of an unlabelled sample "name value" in a text exposition.
+std::optional<double> SampleValue(const std::string& text, const std::string& name) {
+  const std::string prefix = "\n" + name + " ";
+  const size_t at = text.find(prefix);
+  if (at == std::string::npos) return std::nullopt;
+  const size_t start = at + prefix.size();
+  const size_t end = text.find('\n', start);
+  double value = 0;
+  if (!absl::SimpleAtod(text.substr(start, end - start), &value)) return std::nullopt;
+  return value;
+}
+
+class MetricsServerTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<MetricsServer> MakeServer(std::shared_ptr<prometheus::Registry> registry) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+        MetricsServer::Start("127.0.0.1:0", std::move(registry));
+    EXPECT_TRUE(server.ok()) << server.status();
+    return server.ok() ? std::move(*server) : nullptr;
+  }
+};
+
+TEST_F(MetricsServerTest, ScrapeShowsRegisteredCounterBuildInfoAndProcessMetrics) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::Counter& counter = prometheus::BuildCounter()
+                                     .Name("tally_test_events_total")
+                                     .Help("Events seen by the test.")
+                                     .Register(*registry)
+                                     .Add({{"topic", "clicks"}});
+  counter.Increment(41);
+  counter.Increment();
+
+  std::unique_ptr<MetricsServer> server = MakeServer(registry);
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(server->port(), 0);
+
+  const std::string response = HttpGet(server->port(), "/metrics");
+  EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 200"));
+  EXPECT_THAT(response, HasSubstr("tally_test_events_total{topic=\"clicks\"} 42"));
+  EXPECT_THAT(response,
+              HasSubstr(absl::StrCat("tally_build_info{version=\"", TALLY_VERSION, "\"} 1")));
+  const std::optional<double> rss = SampleValue(response, "tally_process_resident_memory_bytes");
+  ASSERT_TRUE(rss.has_value()) << response;
+  EXPECT_GT(*rss, 1024.0 * 1024.0);  // any live test binary is over 1 MiB resident
+  const std::optional<double> fds = SampleValue(response, "tally_process_open_fds");
+  ASSERT_TRUE(fds.has_value());
+  EXPECT_GE(*fds, 3.0);  // stdin/stdout/stderr plus the listening socket
+  EXPECT_TRUE(SampleValue(response, "tally_process_cpu_seconds_total").has_value());
+}
+
+TEST_F(MetricsServerTest, PortInUseIsAnErrorStatusNotAnException) {
+  // Given a socket already listening on a loopback port,
+  Fd holder(::socket(AF_INET, SOCK_STREAM, 0));
+  ASSERT_GE(holder.get(), 0);
+  sockaddr_in addr = Loopback(0);
+  ASSERT_EQ(::bind(holder.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(holder.get(), 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const int port = ntohs(addr.sin_port);
+
+  // when the metrics server is asked to listen there too, it reports it.
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start(address, std::make_shared<prometheus::Registry>());
+  ASSERT_FALSE(server.ok());
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(server.status().message(), HasSubstr(address));
+}
+
+TEST_F(MetricsServerTest, MalformedAddressAndNullRegistryAreErrors) {
+  EXPECT_FALSE(
+      MetricsServer::Start("not an address", std::make_shared<prometheus::Registry>()).ok());
+  EXPECT_EQ(MetricsServer::Start("127.0.0.1:0", nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(MetricsServerTest, TwoServersGetDistinctPortsAndStopCleanly) {
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<MetricsServer> a = MakeServer(registry);
+  std::unique_ptr<MetricsServer> b = MakeServer(registry);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_NE(a->port(), b->port());
+  const int port = a->port();
+  a.reset();
+  // After destruction nothing listens on the port any more.
+  EXPECT_EQ(HttpGet(port, "/metrics"), "");
+  EXPECT_THAT(HttpGet(b->port(), "/metrics"), HasSubstr("tally_build_info"));
+}
+
+TEST(ProcessCollectorTest, ReadsProcSelfAndOmitsWhatItCannotRead) {
+  metrics_internal::ProcessCollector self;
+  EXPECT_GT(self.ResidentMemoryBytes().value_or(0), 0);
+  EXPECT_GE(self.CpuSeconds().value_or(-1), 0);
+  EXPECT_EQ(self.Collect().size(), 3u);
+
+  metrics_internal::ProcessCollector missing("/nonexistent-proc-dir");
+  EXPECT_FALSE(missing.ResidentMemoryBytes().has_value());
+  EXPECT_TRUE(missing.Collect().empty());
+}
+
+}  // namespace
+}  // namespace tally

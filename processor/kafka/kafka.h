@@ -172,6 +172,8 @@ class Consumer {
   // Appends up to `max_messages` messages to *out, waiting at most `timeout`
   // for the first one, then taking only what is already fetched; returns
   // early (possibly with nothing) once every assigned partition is at EOF.
+  // Every returned Message must be destroyed before this Consumer: the
+  // handle's destruction waits for its outstanding messages.
   // Partition EOF and transient errors are not returned as messages (they
   // are logged); errors classified kFatal or kFenced are returned as a
   // Status, as is any call after Close().

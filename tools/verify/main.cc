@@ -57,8 +57,16 @@ struct Report {
   }
 };
 
-absl::StatusOr<std::vector<std::unique_ptr<kafka::Message>>> ReadTopicToEnd(
-    const std::string& topic) {
+// A consumed message, copied out: librdkafka's handle cannot be destroyed
+// while any of its messages is alive (rd_kafka_destroy waits for them), so
+// nothing that outlives the consumer may hold a kafka::Message.
+struct ConsumedMessage {
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string value;
+};
+
+absl::StatusOr<std::vector<ConsumedMessage>> ReadTopicToEnd(const std::string& topic) {
   kafka::Properties props{
       {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap_servers)},
       {"group.id", absl::StrCat("tally-verify-", getpid(), "-", absl::ToUnixMicros(absl::Now()))},
@@ -68,13 +76,17 @@ absl::StatusOr<std::vector<std::unique_ptr<kafka::Message>>> ReadTopicToEnd(
   auto consumer = kafka::Consumer::Create(props, nullptr);
   if (!consumer.ok()) return consumer.status();
   if (auto s = (*consumer)->Subscribe({topic}); !s.ok()) return s;
-  std::vector<std::unique_ptr<kafka::Message>> messages;
+  std::vector<ConsumedMessage> messages;
+  std::vector<std::unique_ptr<kafka::Message>> batch;
   const absl::Time deadline =
       absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_seconds));
   while (absl::Now() < deadline) {
-    const size_t before = messages.size();
-    if (auto s = (*consumer)->Poll(10000, absl::Milliseconds(200), &messages); !s.ok()) return s;
-    if (messages.size() == before && !(*consumer)->Assignment().empty() &&
+    batch.clear();
+    if (auto s = (*consumer)->Poll(10000, absl::Milliseconds(200), &batch); !s.ok()) return s;
+    for (const auto& m : batch) {
+      messages.push_back({m->partition(), m->offset(), std::string(m->value())});
+    }
+    if (batch.empty() && !(*consumer)->Assignment().empty() &&
         (*consumer)->AllAssignedAtEof()) {
       (void)(*consumer)->Close();
       return messages;
@@ -112,8 +124,8 @@ int Run() {
   Conversion conversion;
   for (const auto& message : *rejected) {
     ++report.checked;
-    if (auto invalid = output_decoder.Decode(message->value(), &event); invalid) {
-      report.Error(absl::StrCat("rejected@", message->partition(), "/", message->offset(),
+    if (auto invalid = output_decoder.Decode(message.value, &event); invalid) {
+      report.Error(absl::StrCat("rejected@", message.partition, "/", message.offset,
                                 " does not decode: ", invalid->detail));
       continue;
     }

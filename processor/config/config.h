@@ -92,7 +92,7 @@ struct StateOptions {
   int max_open_files = 512;  // -1: unlimited (RocksDB semantics)
 };
 
-struct DedupOptions {
+struct DedupSettings {  // not DedupOptions: that is the deduplicator's own type
   uint64_t table_slots = 1ull << 24;  // power of two
   // Must be >= the longest attribution window; the app checks that, since
   // the windows come from the offers file.
@@ -134,7 +134,7 @@ struct TallyConfig {
   LimitOptions limits;
   ProcessingOptions processing;
   StateOptions state;
-  DedupOptions dedup;
+  DedupSettings dedup;
   FraudOptions fraud;
   OfferOptions offers;
   MetricsOptions metrics;

@@ -1,0 +1,182 @@
+// Joins conversions to the clicks that earned them, for ONE input partition
+// (task), on top of that partition's TaskStore. Called from the pipeline
+// after dedup and fraud, single-threaded. See docs/design.md ("Joiner
+// semantics") for the full rules; in short:
+//
+//  - an accepted click is stored and Retained, then the conversions that
+//    were waiting for it are evaluated again;
+//  - the identity of a conversion is (offer_id, goal, conversion_id); its
+//    first message is attributed (commissions), rejected (ctit bounds, no
+//    terms), left unattributed, or kept pending until a click arrives or the
+//    partition's click event-time watermark passes conv.ts + pending_grace;
+//  - a later status of a known identity follows the first message's fate:
+//    commissions are re-emitted with the new status (negated for
+//    `reversed`), or the message goes to unattributed / rejected with the
+//    same reason, or it is queued behind the pending conversion;
+//  - every input message ends in exactly one place, counted in
+//    JoinCounters.
+//
+// Durability: every change goes to the TaskStore's uncommitted batch;
+// Commit(positions) makes it durable together with the input positions.
+// An error from any call leaves the batch half-applied: the caller must
+// Abort (which restores the last commit) and replay the batch, discarding
+// the outputs it had produced.
+#ifndef TALLY_PROCESSOR_JOIN_JOINER_H_
+#define TALLY_PROCESSOR_JOIN_JOINER_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "processor/commission/commission_engine.h"
+#include "processor/dedup/dedup_key.h"
+#include "processor/join/records.h"
+#include "processor/join/state_store.h"
+#include "processor/model/events.h"
+#include "processor/offers/offers.h"
+
+namespace tally {
+
+// Where an input message came from. The views are valid for the duration
+// of the call that receives them; key/value are the original bytes.
+struct SourceRef {
+  std::string_view topic;
+  int32_t partition = -1;
+  int64_t offset = -1;
+  std::string_view key;
+  std::string_view value;
+};
+
+// The joiner's outputs. Deliberately narrow (no dependency on the app): the
+// pipeline adapts it to its Outputs. Calls are made on the joiner's thread.
+class JoinSink {
+ public:
+  virtual ~JoinSink() = default;
+  virtual void Commission(const tally::Commission& commission) = 0;
+  // For a conversion resolved after it waited in `pending`, `source` carries
+  // the bytes stored with it.
+  virtual void Reject(const SourceRef& source, RejectReason reason, std::string_view detail) = 0;
+  virtual void Unattributed(const UnattributedConversion& conversion, const SourceRef& source) = 0;
+  // The message was taken into state: an accepted click, a conversion (or a
+  // status change of one) that now waits in `pending`.
+  virtual void Retained(const SourceRef& source) = 0;
+};
+
+// config: processing.attribution_key.
+enum class AttributionMode : uint8_t { kClickId, kUserId };
+
+struct JoinOptions {
+  AttributionMode mode = AttributionMode::kClickId;
+  // processing.pending_grace: how far the click event-time watermark must
+  // pass a conversion's event time before it is given up as unattributed.
+  int64_t pending_grace_ms = 10 * 60'000;
+  // This joiner's share of processing.max_pending_conversions. The app
+  // divides the configured total by the number of input partitions (not by
+  // the partitions this instance owns), so that a partition behaves the same
+  // on whichever instance runs it. <= 0: unbounded.
+  int64_t max_pending_conversions = 1'000'000;
+};
+
+// Monotonic counters of one joiner. Accounting invariants (tested):
+//   conversions = conversions_attributed + conversions_rejected
+//               + conversions_unattributed + conversions_pending
+//   conversions_pending = pending_attributed + pending_rejected
+//               + pending_unattributed + (messages still pending)
+// where a status change queued behind a pending conversion is a pending
+// message of its own. Abort restores the values of the last Commit, so the
+// replay of a batch is not counted twice.
+struct JoinCounters {
+  uint64_t clicks = 0;  // every accepted click is Retained
+  uint64_t conversions = 0;
+  // Outcome of each conversion message when it was handled:
+  uint64_t conversions_attributed = 0;  // commissions emitted (first or re-emitted)
+  uint64_t conversions_rejected = 0;
+  uint64_t conversions_unattributed = 0;
+  uint64_t conversions_pending = 0;  // Retained into `pending`
+  // Later outcome of pending messages:
+  uint64_t pending_attributed = 0;
+  uint64_t pending_rejected = 0;
+  uint64_t pending_unattributed = 0;
+  // Conversions resolved as unattributed because the pending share was full
+  // (included in conversions_unattributed / pending_unattributed).
+  uint64_t pending_capacity_resolutions = 0;
+  uint64_t commissions = 0;  // Commission records emitted
+
+  friend bool operator==(const JoinCounters&, const JoinCounters&) = default;
+};
+
+class Joiner {
+ public:
+  // `store` and `offers` must outlive the joiner; the store is used only
+  // through this joiner between Commits.
+  Joiner(TaskStore* store, const OffersCatalog* offers, const JoinOptions& options);
+
+  absl::Status OnClick(const Click& click, const SourceRef& source, JoinSink& sink);
+  absl::Status OnConversion(const Conversion& conversion, const SourceRef& source, JoinSink& sink);
+  // A click of this partition that dedup or fraud rejected still advances
+  // the click event-time watermark (it shows how far the clicks input is).
+  void ObserveClickTime(TimestampMs event_time_ms);
+  // A dedup key accepted for an event of this partition: persisted with the
+  // batch (the DurableIdIndex reads it after Commit).
+  absl::Status RecordDedupKey(const DedupKey& key, TimestampMs event_time_ms);
+
+  // Batch end: resolves, as unattributed, the pending conversions whose
+  // grace has passed (click watermark > conv.ts + pending_grace).
+  absl::Status Advance(JoinSink& sink);
+  // Makes every change since the last Commit durable, atomically with the
+  // partition's next input offsets.
+  absl::Status Commit(const std::vector<InputPosition>& positions);
+  // Drops every change since the last Commit (state and counters).
+  void Abort();
+
+  const JoinCounters& counters() const { return counters_; }
+  TaskStore& store() { return *store_; }
+
+ private:
+  // The outcome of evaluating a conversion against the clicks in state.
+  struct Evaluation {
+    enum class Kind { kAttributed, kRejected, kUnattributed, kNoCandidates };
+    Kind kind = Kind::kNoCandidates;
+    std::vector<tally::Commission> commissions;  // kAttributed
+    RejectReason reject_reason = RejectReason::kInvalidValue;
+    UnattributedReason unattributed_reason = UnattributedReason::kClickNotFound;
+    std::string detail;
+  };
+  enum class Phase { kNow, kFromPending };
+
+  absl::StatusOr<Evaluation> Evaluate(const Conversion& conversion);
+  // Why a conversion without candidates is unattributed.
+  absl::StatusOr<Evaluation> UnattributedWhy(const Conversion& conversion,
+                                             std::string_view extra_detail);
+  // The `pending` key part for the conversion's attribution key; empty when
+  // the conversion lacks the field the mode needs (it can never match).
+  std::string PendingPrefixOf(const Conversion& conversion) const;
+
+  // Applies a final evaluation to the identity's first message and its
+  // queued statuses (in order), writes the ledger and emits the outputs.
+  absl::Status Resolve(const Conversion& conversion, const SourceRef& source,
+                       const std::vector<QueuedStatus>& queued, const Evaluation& evaluation,
+                       Phase phase, JoinSink& sink);
+  absl::Status AddPending(const Conversion& conversion, const SourceRef& source,
+                          std::string_view prefix, JoinSink& sink);
+  // Resolves one pending record as unattributed (grace or capacity).
+  absl::Status ExpirePending(const TaskStore::PendingRef& ref, std::string_view extra_detail,
+                             JoinSink& sink);
+  absl::Status ApplyStatusChange(const Conversion& conversion, const SourceRef& source,
+                                 LedgerEntry& entry, JoinSink& sink);
+  // Emits the stored commissions of an attributed identity with `status`.
+  void EmitWithStatus(const LedgerEntry& entry, ConversionStatus status, JoinSink& sink);
+
+  TaskStore* const store_;
+  const OffersCatalog* const offers_;
+  const JoinOptions options_;
+  JoinCounters counters_;
+  JoinCounters committed_counters_;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_JOIN_JOINER_H_

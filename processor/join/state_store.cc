@@ -1,0 +1,771 @@
+#include "processor/join/state_store.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "processor/join/internal/codec.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/compaction_filter.h"
+#include "rocksdb/db.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
+#include "rocksdb/write_buffer_manager.h"
+
+namespace tally {
+
+namespace join_internal {
+
+// Drops records whose embedded event time is below the published cutoff.
+// One instance per column family, shared by all compaction threads of its
+// store: it only reads an atomic, so it is thread-safe. Relaxed loads are
+// enough: a stale cutoff only keeps a record a little longer.
+class TtlFilter final : public rocksdb::CompactionFilter {
+ public:
+  enum class TimeIn { kValue, kUserClickKey };
+  TtlFilter(const char* name, TimeIn time_in) : name_(name), time_in_(time_in) {}
+
+  void set_cutoff(TimestampMs cutoff) { cutoff_.store(cutoff, std::memory_order_relaxed); }
+  TimestampMs cutoff() const { return cutoff_.load(std::memory_order_relaxed); }
+
+  bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& value,
+              std::string* /*new_value*/, bool* /*value_changed*/) const override {
+    const TimestampMs cutoff = cutoff_.load(std::memory_order_relaxed);
+    if (cutoff == kNoWatermark) return false;
+    TimestampMs ts;
+    bool ok;
+    if (time_in_ == TimeIn::kValue) {
+      ok = ValueEventTime(std::string_view(value.data(), value.size()), &ts);
+    } else {
+      std::string_view click_id;
+      ok = ParseUserClickKey(std::string_view(key.data(), key.size()), &ts, &click_id);
+    }
+    // A record this build cannot read (a newer version) is never dropped.
+    return ok && ts < cutoff;
+  }
+  const char* Name() const override { return name_; }
+
+ private:
+  const char* const name_;
+  const TimeIn time_in_;
+  std::atomic<TimestampMs> cutoff_{kNoWatermark};
+};
+
+}  // namespace join_internal
+
+namespace {
+
+using join_internal::TtlFilter;
+namespace codec = join_internal;
+
+constexpr int kDefaultFamilyIndex = kStoreFamilyCount;  // handles_[7]: "default", unused
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat("state store: ", absl::string_view(what.data(), what.size()), ": ",
+                                 s.ToString());
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsIOError()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+rocksdb::Slice ToSlice(std::string_view s) { return rocksdb::Slice(s.data(), s.size()); }
+std::string_view ToView(const rocksdb::Slice& s) { return std::string_view(s.data(), s.size()); }
+
+// cutoff = watermark - retention, saturating; kNoWatermark expires nothing.
+TimestampMs Cutoff(TimestampMs watermark, int64_t retention_ms) {
+  if (watermark == kNoWatermark) return kNoWatermark;
+  if (watermark < std::numeric_limits<TimestampMs>::min() + retention_ms) return kNoWatermark;
+  return watermark - retention_ms;
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+// Families read by exact key get a bloom filter: most lookups miss (a click
+// id not seen, a conversion identity not in the ledger, a dedup key in
+// another partition's store), and the filter answers those from memory.
+bool IsPointLookupFamily(StoreFamily family) {
+  switch (family) {
+    case StoreFamily::kClicks:
+    case StoreFamily::kPending:
+    case StoreFamily::kLedger:
+    case StoreFamily::kDedup:
+      return true;
+    default:
+      return false;
+  }
+}
+
+rocksdb::ColumnFamilyOptions FamilyOptions(StoreFamily family,
+                                           const std::shared_ptr<rocksdb::Cache>& cache,
+                                           const StateStoreOptions& options,
+                                           const rocksdb::CompactionFilter* filter) {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  // Index and filter blocks in the shared cache (not on the heap per open
+  // file), so that block_cache_bytes bounds them as well.
+  table.cache_index_and_filter_blocks = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
+  if (IsPointLookupFamily(family)) {
+    table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  }
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  cf.compaction_filter = filter;
+  cf.level_compaction_dynamic_level_bytes = true;
+  // Memtables are capped globally by the WriteBufferManager; a per-family
+  // size well below the cap lets several families and stores share it.
+  cf.write_buffer_size =
+      std::clamp<uint64_t>(options.write_buffer_bytes / 4, 1ull << 20, 64ull << 20);
+  return cf;
+}
+
+}  // namespace
+
+const char* StoreFamilyName(StoreFamily family) {
+  switch (family) {
+    case StoreFamily::kClicks:
+      return "clicks";
+    case StoreFamily::kUserClicks:
+      return "user_clicks";
+    case StoreFamily::kPending:
+      return "pending";
+    case StoreFamily::kPendingByTime:
+      return "pending_by_time";
+    case StoreFamily::kLedger:
+      return "ledger";
+    case StoreFamily::kDedup:
+      return "dedup";
+    case StoreFamily::kMeta:
+      return "meta";
+  }
+  return "?";
+}
+
+absl::Status StateStoreOptions::Validate() const {
+  if (dir.empty()) return absl::InvalidArgumentError("state.dir: must not be empty");
+  if (block_cache_bytes == 0) {
+    return absl::InvalidArgumentError("state.block_cache_bytes: must be > 0");
+  }
+  // Memtables are charged to the block cache: a write buffer as large as the
+  // cache would leave no room for data blocks.
+  if (write_buffer_bytes == 0 || write_buffer_bytes >= block_cache_bytes) {
+    return absl::InvalidArgumentError(
+        "state.write_buffer_bytes: must be > 0 and < state.block_cache_bytes (memtables are "
+        "charged to the block cache)");
+  }
+  if (max_open_files == 0 || max_open_files < -1) {
+    return absl::InvalidArgumentError("state.max_open_files: must be -1 or > 0");
+  }
+  if (click_retention_ms <= 0 || ledger_retention_ms <= 0 || dedup_retention_ms <= 0) {
+    return absl::InvalidArgumentError("state: retentions must be > 0");
+  }
+  return absl::OkStatus();
+}
+
+// ---- TaskStore ----------------------------------------------------------
+
+TaskStore::TaskStore(int32_t partition, std::string dir, const StateStoreOptions& options)
+    : partition_(partition),
+      dir_(std::move(dir)),
+      options_(options),
+      click_filter_(std::make_unique<TtlFilter>("tally.ttl.clicks", TtlFilter::TimeIn::kValue)),
+      user_click_filter_(
+          std::make_unique<TtlFilter>("tally.ttl.user_clicks", TtlFilter::TimeIn::kUserClickKey)),
+      ledger_filter_(std::make_unique<TtlFilter>("tally.ttl.ledger", TtlFilter::TimeIn::kValue)),
+      dedup_filter_(std::make_unique<TtlFilter>("tally.ttl.dedup", TtlFilter::TimeIn::kValue)),
+      // overwrite_key: the batch index keeps only the latest write of a key,
+      // so reads through it see exactly what Commit will apply.
+      batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
+                                                            /*overwrite_key=*/true)) {}
+
+TaskStore::~TaskStore() {
+  // Uncommitted changes die with batch_. Handles go before the DB (member
+  // order); nothing else to do.
+  batch_.reset();
+  handles_.clear();
+  db_.reset();
+}
+
+absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
+                               const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
+                               int max_open_files) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("state store: cannot create ", dir_, ": ", ec.message()));
+  }
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.write_buffer_manager = wbm;
+  db_options.max_open_files = max_open_files;
+  db_options.keep_log_file_num = 3;
+  db_options.max_log_file_size = 16 << 20;
+
+  const TtlFilter* filters[kStoreFamilyCount] = {
+      click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
+      ledger_filter_.get(), dedup_filter_.get(),      nullptr};
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (int i = 0; i < kStoreFamilyCount; ++i) {
+    auto family = static_cast<StoreFamily>(i);
+    descriptors.emplace_back(StoreFamilyName(family),
+                             FamilyOptions(family, cache, options_, filters[i]));
+  }
+  // RocksDB always has "default"; it must be opened, it holds nothing.
+  descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName,
+                           FamilyOptions(StoreFamily::kMeta, cache, options_, nullptr));
+
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
+  rocksdb::DB* raw_db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(db_options, dir_, descriptors, &raw_handles, &raw_db);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("open ", dir_));
+  db_.reset(raw_db);
+  for (rocksdb::ColumnFamilyHandle* h : raw_handles) handles_.emplace_back(h);
+  (void)kDefaultFamilyIndex;
+  return LoadMeta();
+}
+
+absl::Status TaskStore::LoadMeta() {
+  rocksdb::ColumnFamilyHandle* meta = cf(StoreFamily::kMeta);
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), meta, ToSlice(codec::kMetaFormat), &value);
+  if (s.IsNotFound()) {
+    // A new store: stamp the format and the owner partition, durably, before
+    // anything else is written.
+    std::string format, partition;
+    codec::PutVarint(&format, codec::kFormatVersion);
+    codec::PutZigZag(&partition, partition_);
+    rocksdb::WriteBatch init;
+    init.Put(meta, ToSlice(codec::kMetaFormat), format);
+    init.Put(meta, ToSlice(codec::kMetaPartition), partition);
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    return FromRocks(db_->Write(wo, &init), "initialise meta");
+  }
+  if (!s.ok()) return FromRocks(s, "read meta");
+  uint64_t format;
+  codec::Reader fr(value);
+  if (!fr.Varint(&format)) return absl::DataLossError("state store: corrupt meta/format");
+  if (format != codec::kFormatVersion) {
+    return absl::FailedPreconditionError(absl::StrCat("state store ", dir_, ": format version ",
+                                                      format, ", this build reads ",
+                                                      codec::kFormatVersion));
+  }
+
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), meta));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    std::string_view key = ToView(it->key());
+    codec::Reader r(ToView(it->value()));
+    if (key == codec::kMetaPartition) {
+      int64_t p;
+      if (!r.ZigZag(&p)) return absl::DataLossError("state store: corrupt meta/partition");
+      if (p != partition_) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("state store ", dir_, " belongs to partition ", p, ", not ", partition_));
+      }
+    } else if (key == codec::kMetaClickWatermark) {
+      if (!r.Time(&committed_click_wm_)) return absl::DataLossError("state store: corrupt wm");
+    } else if (key == codec::kMetaConversionWatermark) {
+      if (!r.Time(&committed_conversion_wm_)) {
+        return absl::DataLossError("state store: corrupt wm");
+      }
+    } else if (key == codec::kMetaDedupWatermark) {
+      if (!r.Time(&committed_dedup_wm_)) return absl::DataLossError("state store: corrupt wm");
+    } else if (StartsWith(key, codec::kMetaOffsetPrefix)) {
+      int64_t offset;
+      if (!r.ZigZag(&offset)) return absl::DataLossError("state store: corrupt offset");
+      positions_[std::string(key.substr(codec::kMetaOffsetPrefix.size()))] = offset;
+    }
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "read meta");
+
+  // The pending count is derived, not stored: counting the time index once
+  // per open cannot drift from the records (it is bounded by
+  // max_pending_conversions).
+  int64_t count = 0;
+  it.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(StoreFamily::kPendingByTime)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
+  if (!it->status().ok()) return FromRocks(it->status(), "count pending");
+  committed_pending_count_ = count;
+  Discard();  // current := committed
+  PublishCutoffs();
+  return absl::OkStatus();
+}
+
+absl::Status TaskStore::SetMaxOpenFiles(int max_open_files) {
+  return FromRocks(db_->SetDBOptions({{"max_open_files", std::to_string(max_open_files)}}),
+                   "set max_open_files");
+}
+
+void TaskStore::PublishCutoffs() {
+  click_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.click_retention_ms));
+  user_click_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.click_retention_ms));
+  ledger_filter_->set_cutoff(Cutoff(committed_conversion_wm_, options_.ledger_retention_ms));
+  dedup_filter_->set_cutoff(Cutoff(committed_dedup_wm_, options_.dedup_retention_ms));
+}
+
+void TaskStore::AdvanceClickWatermark(TimestampMs t) {
+  if (t > click_wm_) {
+    click_wm_ = t;
+    dirty_ = true;
+  }
+}
+
+void TaskStore::AdvanceConversionWatermark(TimestampMs t) {
+  if (t > conversion_wm_) {
+    conversion_wm_ = t;
+    dirty_ = true;
+  }
+}
+
+absl::StatusOr<std::optional<std::string>> TaskStore::Get(StoreFamily family,
+                                                          std::string_view key) const {
+  std::string value;
+  rocksdb::Status s = batch_->GetFromBatchAndDB(db_.get(), rocksdb::ReadOptions(), cf(family),
+                                                ToSlice(key), &value);
+  if (s.IsNotFound()) return std::nullopt;
+  if (!s.ok()) return FromRocks(s, absl::StrCat("get ", StoreFamilyName(family)));
+  return value;
+}
+
+absl::Status TaskStore::Scan(
+    StoreFamily family, std::string_view start,
+    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const {
+  // The batch iterator merges the uncommitted writes (deletes included)
+  // over the DB's view; it takes ownership of the base iterator.
+  std::unique_ptr<rocksdb::Iterator> it(batch_->NewIteratorWithBase(
+      cf(family), db_->NewIterator(rocksdb::ReadOptions(), cf(family))));
+  for (it->Seek(ToSlice(start)); it->Valid(); it->Next()) {
+    if (!fn(ToView(it->key()), ToView(it->value()))) break;
+  }
+  return FromRocks(it->status(), absl::StrCat("scan ", StoreFamilyName(family)));
+}
+
+absl::StatusOr<std::optional<ClickRecord>> TaskStore::GetClick(std::string_view click_id) {
+  absl::StatusOr<std::optional<std::string>> value = Get(StoreFamily::kClicks, click_id);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  absl::StatusOr<ClickRecord> click = codec::DecodeClick(click_id, **value);
+  if (!click.ok()) return click.status();
+  // Compaction is lazy: an expired click may still be stored.
+  if (click->event_time_ms < Cutoff(click_wm_, options_.click_retention_ms)) return std::nullopt;
+  return *std::move(click);
+}
+
+absl::Status TaskStore::PutClick(const ClickRecord& click) {
+  rocksdb::Status s =
+      batch_->Put(cf(StoreFamily::kClicks), ToSlice(click.click_id), codec::EncodeClick(click));
+  if (s.ok() && !click.user_id.empty()) {
+    // The index entry carries no value: the click record is authoritative
+    // and is read (and cross-checked) on every index hit.
+    s = batch_->Put(
+        cf(StoreFamily::kUserClicks),
+        codec::UserClickKey(click.user_id, click.offer_id, click.event_time_ms, click.click_id),
+        rocksdb::Slice());
+  }
+  dirty_ = true;
+  return FromRocks(s, "put click");
+}
+
+absl::StatusOr<std::vector<ClickRecord>> TaskStore::UserClicks(std::string_view user_id,
+                                                               std::string_view offer_id,
+                                                               TimestampMs from, TimestampMs to) {
+  const std::string prefix = codec::UserClickPrefix(user_id, offer_id);
+  from = std::max(from, Cutoff(click_wm_, options_.click_retention_ms));
+  std::vector<std::string> click_ids;
+  absl::Status scan = Scan(
+      StoreFamily::kUserClicks, prefix + codec::TimeBytes(from),
+      [&](std::string_view key, std::string_view) {
+        TimestampMs ts;
+        std::string_view click_id;
+        if (!StartsWith(key, prefix) || !codec::ParseUserClickKey(key, &ts, &click_id) || ts > to) {
+          return false;
+        }
+        click_ids.emplace_back(click_id);
+        return true;
+      });
+  if (!scan.ok()) return scan;
+  std::vector<ClickRecord> clicks;
+  for (const std::string& id : click_ids) {
+    absl::StatusOr<std::optional<ClickRecord>> click = GetClick(id);
+    if (!click.ok()) return click.status();
+    // An index entry whose click was since overwritten (the same click id
+    // re-sent with other fields after the dedup horizon) is stale: skip it.
+    if (!click->has_value() || (*click)->user_id != user_id || (*click)->offer_id != offer_id ||
+        (*click)->event_time_ms < from || (*click)->event_time_ms > to) {
+      continue;
+    }
+    clicks.push_back(**std::move(click));
+  }
+  return clicks;
+}
+
+absl::StatusOr<bool> TaskStore::HasUserClicks(std::string_view user_id, std::string_view offer_id) {
+  absl::StatusOr<std::vector<ClickRecord>> clicks =
+      UserClicks(user_id, offer_id, std::numeric_limits<TimestampMs>::min(),
+                 std::numeric_limits<TimestampMs>::max());
+  if (!clicks.ok()) return clicks.status();
+  return !clicks->empty();
+}
+
+absl::StatusOr<std::optional<PendingConversion>> TaskStore::GetPending(std::string_view key) {
+  absl::StatusOr<std::optional<std::string>> value = Get(StoreFamily::kPending, key);
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  absl::StatusOr<PendingConversion> pending = codec::DecodePending(**value);
+  if (!pending.ok()) return pending.status();
+  return *std::move(pending);
+}
+
+absl::Status TaskStore::InsertPending(std::string_view key, const PendingConversion& pending) {
+  rocksdb::Status s =
+      batch_->Put(cf(StoreFamily::kPending), ToSlice(key), codec::EncodePending(pending));
+  if (s.ok()) {
+    s = batch_->Put(cf(StoreFamily::kPendingByTime),
+                    codec::PendingTimeKey(pending.conversion.event_time_ms, key), rocksdb::Slice());
+  }
+  if (s.ok()) ++pending_count_;
+  std::string time_key = codec::PendingTimeKey(pending.conversion.event_time_ms, key);
+  if (time_key < pending_floor_) pending_floor_ = std::move(time_key);
+  dirty_ = true;
+  return FromRocks(s, "insert pending");
+}
+
+absl::Status TaskStore::UpdatePending(std::string_view key, const PendingConversion& pending) {
+  dirty_ = true;
+  return FromRocks(
+      batch_->Put(cf(StoreFamily::kPending), ToSlice(key), codec::EncodePending(pending)),
+      "update pending");
+}
+
+absl::Status TaskStore::DeletePending(std::string_view key, TimestampMs event_time_ms) {
+  rocksdb::Status s = batch_->Delete(cf(StoreFamily::kPending), ToSlice(key));
+  if (s.ok()) {
+    s = batch_->Delete(cf(StoreFamily::kPendingByTime), codec::PendingTimeKey(event_time_ms, key));
+  }
+  if (s.ok()) --pending_count_;
+  dirty_ = true;
+  return FromRocks(s, "delete pending");
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> TaskStore::PendingWithPrefix(
+    std::string_view prefix) {
+  std::vector<std::pair<std::string, PendingConversion>> out;
+  absl::Status decode_error;
+  // Collect first, modify later: writing to the batch while its iterator is
+  // open invalidates the iterator's current entry.
+  absl::Status scan =
+      Scan(StoreFamily::kPending, prefix, [&](std::string_view key, std::string_view value) {
+        if (!StartsWith(key, prefix)) return false;
+        absl::StatusOr<PendingConversion> pending = codec::DecodePending(value);
+        if (!pending.ok()) {
+          decode_error = pending.status();
+          return false;
+        }
+        out.emplace_back(std::string(key), *std::move(pending));
+        return true;
+      });
+  if (!scan.ok()) return scan;
+  if (!decode_error.ok()) return decode_error;
+  return out;
+}
+
+absl::StatusOr<std::optional<TaskStore::PendingRef>> TaskStore::OldestPending() {
+  std::optional<PendingRef> oldest;
+  absl::Status parse_error;
+  absl::Status scan = Scan(
+      StoreFamily::kPendingByTime, pending_floor_, [&](std::string_view key, std::string_view) {
+        TimestampMs ts;
+        std::string_view pending_key;
+        if (!codec::ParsePendingTimeKey(key, &ts, &pending_key)) {
+          parse_error = absl::DataLossError("state store: corrupt pending_by_time key");
+        } else {
+          oldest = PendingRef{ts, std::string(pending_key)};
+          pending_floor_ = std::string(key);
+        }
+        return false;
+      });
+  if (!scan.ok()) return scan;
+  if (!parse_error.ok()) return parse_error;
+  return oldest;
+}
+
+absl::StatusOr<std::vector<TaskStore::PendingRef>> TaskStore::PendingBefore(TimestampMs bound) {
+  std::vector<PendingRef> out;
+  absl::Status parse_error;
+  absl::Status scan = Scan(
+      StoreFamily::kPendingByTime, pending_floor_, [&](std::string_view key, std::string_view) {
+        TimestampMs ts;
+        std::string_view pending_key;
+        if (!codec::ParsePendingTimeKey(key, &ts, &pending_key)) {
+          parse_error = absl::DataLossError("state store: corrupt pending_by_time key");
+          return false;
+        }
+        if (ts >= bound) return false;
+        out.push_back(PendingRef{ts, std::string(pending_key)});
+        return true;
+      });
+  if (!scan.ok()) return scan;
+  if (!parse_error.ok()) return parse_error;
+  return out;
+}
+
+absl::StatusOr<std::optional<LedgerEntry>> TaskStore::GetLedger(
+    const ConversionIdentity& identity) {
+  absl::StatusOr<std::optional<std::string>> value =
+      Get(StoreFamily::kLedger, codec::LedgerKey(identity));
+  if (!value.ok()) return value.status();
+  if (!value->has_value()) return std::nullopt;
+  absl::StatusOr<LedgerEntry> entry = codec::DecodeLedger(identity, **value);
+  if (!entry.ok()) return entry.status();
+  if (entry->conversion_time_ms < Cutoff(conversion_wm_, options_.ledger_retention_ms)) {
+    return std::nullopt;
+  }
+  return *std::move(entry);
+}
+
+absl::Status TaskStore::PutLedger(const ConversionIdentity& identity, const LedgerEntry& entry) {
+  dirty_ = true;
+  return FromRocks(
+      batch_->Put(cf(StoreFamily::kLedger), codec::LedgerKey(identity), codec::EncodeLedger(entry)),
+      "put ledger");
+}
+
+absl::Status TaskStore::PutDedupKey(const DedupKey& key, TimestampMs event_time_ms) {
+  dedup_wm_ = std::max(dedup_wm_, event_time_ms);
+  dirty_ = true;
+  return FromRocks(batch_->Put(cf(StoreFamily::kDedup), ToSlice(key.encoded()),
+                               codec::EncodeDedupValue(event_time_ms)),
+                   "put dedup key");
+}
+
+absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
+  rocksdb::ColumnFamilyHandle* meta = cf(StoreFamily::kMeta);
+  rocksdb::Status s;
+  for (const InputPosition& p : positions) {
+    std::string value;
+    codec::PutZigZag(&value, p.next_offset);
+    s = batch_->Put(meta, std::string(codec::kMetaOffsetPrefix) + p.topic, value);
+    if (!s.ok()) return FromRocks(s, "commit");
+  }
+  const std::pair<std::string_view, TimestampMs> watermarks[] = {
+      {codec::kMetaClickWatermark, click_wm_},
+      {codec::kMetaConversionWatermark, conversion_wm_},
+      {codec::kMetaDedupWatermark, dedup_wm_}};
+  for (const auto& [key, wm] : watermarks) {
+    if (wm == kNoWatermark) continue;
+    s = batch_->Put(meta, ToSlice(key), codec::TimeBytes(wm));
+    if (!s.ok()) return FromRocks(s, "commit");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.sync_commits;  // WAL always on; see the header
+  s = db_->Write(wo, batch_->GetWriteBatch());
+  if (!s.ok()) return FromRocks(s, "commit");
+  for (const InputPosition& p : positions) positions_[p.topic] = p.next_offset;
+  committed_click_wm_ = click_wm_;
+  committed_conversion_wm_ = conversion_wm_;
+  committed_dedup_wm_ = dedup_wm_;
+  committed_pending_count_ = pending_count_;
+  batch_->Clear();
+  dirty_ = false;
+  PublishCutoffs();
+  return absl::OkStatus();
+}
+
+void TaskStore::Discard() {
+  batch_->Clear();
+  click_wm_ = committed_click_wm_;
+  conversion_wm_ = committed_conversion_wm_;
+  dedup_wm_ = committed_dedup_wm_;
+  pending_count_ = committed_pending_count_;
+  pending_floor_.clear();  // discarded inserts may have lowered it; "" is always safe
+  dirty_ = false;
+}
+
+bool TaskStore::has_uncommitted_changes() const { return dirty_; }
+
+std::optional<int64_t> TaskStore::NextOffset(std::string_view topic) const {
+  auto it = positions_.find(topic);
+  if (it == positions_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<InputPosition> TaskStore::positions() const {
+  std::vector<InputPosition> out;
+  for (const auto& [topic, offset] : positions_) out.push_back({topic, offset});
+  return out;
+}
+
+absl::StatusOr<bool> TaskStore::ContainsDedupKey(const DedupKey& key) const {
+  rocksdb::PinnableSlice value;
+  rocksdb::Status s =
+      db_->Get(rocksdb::ReadOptions(), cf(StoreFamily::kDedup), ToSlice(key.encoded()), &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) return FromRocks(s, "get dedup key");
+  return true;
+}
+
+absl::Status TaskStore::ForEachDedupKeySince(
+    TimestampMs since, absl::FunctionRef<void(const DedupKey&, TimestampMs)> fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(StoreFamily::kDedup)));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    TimestampMs ts;
+    if (!codec::ValueEventTime(ToView(it->value()), &ts)) {
+      return absl::DataLossError("state store: corrupt dedup value");
+    }
+    if (ts < since) continue;
+    absl::StatusOr<DedupKey> key = DedupKey::FromEncoded(ToView(it->key()));
+    if (!key.ok()) return absl::DataLossError("state store: corrupt dedup key");
+    fn(*key, ts);
+  }
+  return FromRocks(it->status(), "scan dedup");
+}
+
+absl::StatusOr<uint64_t> TaskStore::CountStoredRecords(StoreFamily family) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(family)));
+  uint64_t n = 0;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) ++n;
+  if (!it->status().ok()) return FromRocks(it->status(), "count");
+  return n;
+}
+
+absl::Status TaskStore::CompactAll() {
+  rocksdb::CompactRangeOptions options;
+  // Rewrite the bottommost level too, so every record meets the filter.
+  options.bottommost_level_compaction = rocksdb::BottommostLevelCompaction::kForce;
+  for (int i = 0; i < kStoreFamilyCount; ++i) {
+    rocksdb::Status s = db_->CompactRange(options, handles_[i].get(), nullptr, nullptr);
+    if (!s.ok()) return FromRocks(s, "compact");
+  }
+  return absl::OkStatus();
+}
+
+// ---- StateStores ----------------------------------------------------------
+
+StateStores::StateStores(const StateStoreOptions& options) : options_(options) {}
+
+StateStores::~StateStores() {
+  std::unique_lock lock(mu_);
+  stores_.clear();  // every DB closed before the shared cache can go
+}
+
+absl::StatusOr<std::unique_ptr<StateStores>> StateStores::Create(const StateStoreOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::create_directories(options.dir, ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("state.dir: cannot create ", options.dir, ": ", ec.message()));
+  }
+  std::unique_ptr<StateStores> stores(new StateStores(options));
+  rocksdb::LRUCacheOptions cache_options;
+  cache_options.capacity = options.block_cache_bytes;
+  // Index and filter blocks are high priority: they are evicted last.
+  cache_options.high_pri_pool_ratio = 0.2;
+  stores->cache_ = rocksdb::NewLRUCache(cache_options);
+  // Memtables of all stores share write_buffer_bytes and are charged to the
+  // cache (dummy entries), so the cache capacity is the one cap.
+  stores->write_buffer_manager_ =
+      std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes, stores->cache_);
+  return stores;
+}
+
+std::string StateStores::PartitionDir(int32_t partition) const {
+  return (std::filesystem::path(options_.dir) / absl::StrCat("p-", partition)).string();
+}
+
+int StateStores::MaxOpenFilesPerStore(size_t store_count) const {
+  if (options_.max_open_files < 0) return -1;
+  // RocksDB raises anything below 20 to 20; with very many stores the sum
+  // can exceed the configured total by that floor.
+  return std::max<int>(
+      20, options_.max_open_files / static_cast<int>(std::max<size_t>(1, store_count)));
+}
+
+absl::Status StateStores::RebalanceOpenFiles() {
+  if (options_.max_open_files < 0) return absl::OkStatus();
+  const int per_store = MaxOpenFilesPerStore(stores_.size());
+  for (auto& [partition, store] : stores_) {
+    if (absl::Status s = store->SetMaxOpenFiles(per_store); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TaskStore*> StateStores::Open(int32_t partition) {
+  std::unique_lock lock(mu_);
+  if (auto it = stores_.find(partition); it != stores_.end()) return it->second.get();
+  std::unique_ptr<TaskStore> store(new TaskStore(partition, PartitionDir(partition), options_));
+  if (absl::Status s =
+          store->OpenDb(cache_, write_buffer_manager_, MaxOpenFilesPerStore(stores_.size() + 1));
+      !s.ok()) {
+    return s;
+  }
+  TaskStore* raw = store.get();
+  stores_.emplace(partition, std::move(store));
+  if (absl::Status s = RebalanceOpenFiles(); !s.ok()) return s;
+  return raw;
+}
+
+absl::Status StateStores::Close(int32_t partition) {
+  std::unique_lock lock(mu_);
+  if (stores_.erase(partition) == 0) return absl::OkStatus();
+  return RebalanceOpenFiles();
+}
+
+absl::Status StateStores::Delete(int32_t partition) {
+  if (absl::Status s = Close(partition); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::remove_all(PartitionDir(partition), ec);
+  if (ec) {
+    return absl::UnavailableError(
+        absl::StrCat("state store: cannot delete ", PartitionDir(partition), ": ", ec.message()));
+  }
+  return absl::OkStatus();
+}
+
+TaskStore* StateStores::Find(int32_t partition) const {
+  std::shared_lock lock(mu_);
+  auto it = stores_.find(partition);
+  return it == stores_.end() ? nullptr : it->second.get();
+}
+
+std::vector<int32_t> StateStores::open_partitions() const {
+  std::shared_lock lock(mu_);
+  std::vector<int32_t> out;
+  for (const auto& [partition, store] : stores_) out.push_back(partition);
+  return out;
+}
+
+uint64_t StateStores::cache_usage_bytes() const { return cache_->GetUsage(); }
+
+absl::StatusOr<bool> StateStores::Contains(const DedupKey& key) {
+  std::shared_lock lock(mu_);
+  for (const auto& [partition, store] : stores_) {
+    absl::StatusOr<bool> found = store->ContainsDedupKey(key);
+    if (!found.ok() || *found) return found;
+  }
+  return false;
+}
+
+absl::Status StateStores::ForEachSince(
+    TimestampMs since, absl::FunctionRef<void(const DedupKey& key, TimestampMs event_time)> fn) {
+  std::shared_lock lock(mu_);
+  for (const auto& [partition, store] : stores_) {
+    if (absl::Status s = store->ForEachDedupKeySince(since, fn); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace tally

@@ -1,0 +1,305 @@
+// The joiner's durable state: one RocksDB instance per input partition (a
+// "task store", as Kafka Streams keeps one store per task), owned by a
+// StateStores object that opens a store when the partition is assigned and
+// closes it when it is revoked. See docs/design.md for the layout.
+//
+// Why per partition: every piece of state belongs to exactly one input
+// partition (clicks and conversions are co-partitioned by attribution key),
+// so a partition's state can be made durable atomically with that
+// partition's input positions (one WriteBatch), restored from its own
+// changelog, checkpointed and moved to another instance as one directory,
+// all without touching other partitions.
+//
+// Memory: all stores share ONE block cache (LRU, block_cache_bytes) and ONE
+// WriteBufferManager (write_buffer_bytes) whose memtable memory is charged
+// to that cache, and index/filter blocks live in the cache too, so
+// block_cache_bytes is the one memory cap of all stores together however
+// many partitions are open. max_open_files is divided among the open stores
+// and re-divided whenever one opens or closes.
+//
+// Atomicity: a TaskStore buffers every change of the current batch in a
+// WriteBatchWithIndex (reads see it: read-your-writes within the batch) and
+// Commit() applies it together with the batch's input positions and
+// watermarks in ONE DB::Write. WAL on, fsync off: a machine crash can lose
+// the last acknowledged writes, but Kafka offsets are committed only after
+// Commit, so the lost tail is simply consumed and processed again; the
+// positions stored here then tell the restarted task where its state stands.
+//
+// TTL: records of clicks, user_clicks, ledger and dedup carry an event time
+// and expire when it falls below (the family's watermark - its retention).
+// Reads ignore expired records at once; a CompactionFilter deletes them
+// lazily. The filter uses the COMMITTED watermarks only (an atomic updated by
+// Commit), never the in-flight ones, so a crash and replay can never find a
+// record deleted that the replay would still read.
+//
+// Threading: a TaskStore's batch operations are used by one thread (its
+// Joiner). Contains/ForEachSince (the DurableIdIndex) read only committed
+// data and are thread-safe; StateStores serialises them with Open/Close.
+#ifndef TALLY_PROCESSOR_JOIN_STATE_STORE_H_
+#define TALLY_PROCESSOR_JOIN_STATE_STORE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "processor/commission/commission_engine.h"
+#include "processor/dedup/dedup_key.h"
+#include "processor/dedup/durable_id_index.h"
+#include "processor/join/records.h"
+#include "processor/model/events.h"
+
+namespace rocksdb {
+class Cache;
+class ColumnFamilyHandle;
+class DB;
+class WriteBatchWithIndex;
+class WriteBufferManager;
+}  // namespace rocksdb
+
+namespace tally {
+
+namespace join_internal {
+class TtlFilter;
+}  // namespace join_internal
+
+inline constexpr int64_t kDayMs = int64_t{24} * 3'600'000;
+// "No event seen yet": expiry cutoffs derived from it expire nothing.
+inline constexpr TimestampMs kNoWatermark = std::numeric_limits<TimestampMs>::min();
+
+struct StateStoreOptions {
+  std::string dir = "/var/lib/tally";         // state.dir; stores live in dir/p-<partition>
+  uint64_t block_cache_bytes = 256ull << 20;  // state.block_cache_bytes: THE memory cap
+  uint64_t write_buffer_bytes = 64ull << 20;  // state.write_buffer_bytes, inside the cap
+  int max_open_files = 512;                   // state.max_open_files, all stores; -1 unlimited
+  // fsync every Commit. Off by default: see "Atomicity" above.
+  bool sync_commits = false;
+  // Clicks (and the user index) are kept for the longest attribution window
+  // plus the pending grace, measured against the partition's click
+  // event-time watermark: older clicks can credit no conversion that is not
+  // already past its grace.
+  int64_t click_retention_ms = 30 * kDayMs + 10 * 60'000;
+  // How long status changes of a conversion can still be related to it,
+  // against the conversion event-time watermark.
+  int64_t ledger_retention_ms = 400 * kDayMs;
+  // Dedup keys: at least the deduplicator's horizon + repeat skew (against
+  // the largest event time of this partition's keys, which is <= the
+  // deduplicator's own watermark, so nothing it can still ask for expires).
+  int64_t dedup_retention_ms = 36 * kDayMs;
+
+  absl::Status Validate() const;
+};
+
+// The next offset to consume of one input topic, for this store's partition.
+struct InputPosition {
+  std::string topic;
+  int64_t next_offset = 0;
+
+  friend bool operator==(const InputPosition&, const InputPosition&) = default;
+};
+
+enum class StoreFamily : uint8_t {
+  kClicks,
+  kUserClicks,
+  kPending,
+  kPendingByTime,
+  kLedger,
+  kDedup,
+  kMeta,
+};
+inline constexpr int kStoreFamilyCount = 7;
+// RocksDB column family names ("clicks", "user_clicks", ...).
+const char* StoreFamilyName(StoreFamily family);
+
+class StateStores;
+
+class TaskStore {
+ public:
+  ~TaskStore();  // discards uncommitted changes
+  TaskStore(const TaskStore&) = delete;
+  TaskStore& operator=(const TaskStore&) = delete;
+
+  int32_t partition() const { return partition_; }
+
+  // ---- Batch operations (single-threaded; see the uncommitted batch) ----
+
+  // Watermarks: max event time seen, never decreasing. Restored by Open
+  // from the last commit. Advancing one moves the read-side expiry cutoff.
+  TimestampMs click_watermark() const { return click_wm_; }
+  TimestampMs conversion_watermark() const { return conversion_wm_; }
+  void AdvanceClickWatermark(TimestampMs t);
+  void AdvanceConversionWatermark(TimestampMs t);
+
+  // clicks + user_clicks. Expired clicks read as absent.
+  absl::StatusOr<std::optional<ClickRecord>> GetClick(std::string_view click_id);
+  absl::Status PutClick(const ClickRecord& click);
+  // The user's unexpired clicks on the offer with from <= ts <= to,
+  // ascending by (ts, click id).
+  absl::StatusOr<std::vector<ClickRecord>> UserClicks(std::string_view user_id,
+                                                      std::string_view offer_id, TimestampMs from,
+                                                      TimestampMs to);
+  // Whether the user has any unexpired click on the offer.
+  absl::StatusOr<bool> HasUserClicks(std::string_view user_id, std::string_view offer_id);
+
+  // pending + pending_by_time.
+  absl::StatusOr<std::optional<PendingConversion>> GetPending(std::string_view key);
+  // A new pending conversion (counted, indexed by its event time).
+  absl::Status InsertPending(std::string_view key, const PendingConversion& pending);
+  // Rewrites an existing record (same key, same event time).
+  absl::Status UpdatePending(std::string_view key, const PendingConversion& pending);
+  absl::Status DeletePending(std::string_view key, TimestampMs event_time_ms);
+  // Every pending record whose key starts with `prefix`, in key order.
+  absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> PendingWithPrefix(
+      std::string_view prefix);
+  struct PendingRef {
+    TimestampMs event_time_ms;
+    std::string key;
+  };
+  // The oldest pending conversion by event time (ties: key order).
+  absl::StatusOr<std::optional<PendingRef>> OldestPending();
+  // Every pending conversion with event time < bound, oldest first.
+  absl::StatusOr<std::vector<PendingRef>> PendingBefore(TimestampMs bound);
+  int64_t pending_count() const { return pending_count_; }
+
+  // ledger. Entries older than the ledger retention read as absent.
+  absl::StatusOr<std::optional<LedgerEntry>> GetLedger(const ConversionIdentity& identity);
+  absl::Status PutLedger(const ConversionIdentity& identity, const LedgerEntry& entry);
+
+  // dedup: a key the deduplicator accepted in this batch (DedupBatch).
+  absl::Status PutDedupKey(const DedupKey& key, TimestampMs event_time_ms);
+
+  // Applies every change since the last Commit/Discard, the watermarks and
+  // `positions` in one atomic write. On error nothing is known to be applied:
+  // the caller Discards and replays from the positions of the last
+  // successful Commit.
+  absl::Status Commit(const std::vector<InputPosition>& positions);
+  // Forgets every change since the last Commit (watermarks and pending count
+  // included): the store is again exactly what a restart would open.
+  void Discard();
+  bool has_uncommitted_changes() const;
+
+  // Committed positions (what Open found or the last Commit wrote).
+  std::optional<int64_t> NextOffset(std::string_view topic) const;
+  std::vector<InputPosition> positions() const;
+
+  // ---- Committed data only, thread-safe ----
+
+  absl::StatusOr<bool> ContainsDedupKey(const DedupKey& key) const;
+  absl::Status ForEachDedupKeySince(TimestampMs since,
+                                    absl::FunctionRef<void(const DedupKey&, TimestampMs)> fn) const;
+  // Records physically present in a family, expired ones included (the
+  // compaction filter has not necessarily run). For tests and operations.
+  absl::StatusOr<uint64_t> CountStoredRecords(StoreFamily family) const;
+  // Compacts every family now (runs the TTL filters). Tests and operations.
+  absl::Status CompactAll();
+  std::string directory() const { return dir_; }
+
+ private:
+  friend class StateStores;
+  TaskStore(int32_t partition, std::string dir, const StateStoreOptions& options);
+  absl::Status OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
+                      const std::shared_ptr<rocksdb::WriteBufferManager>& wbm, int max_open_files);
+  absl::Status LoadMeta();
+  absl::Status SetMaxOpenFiles(int max_open_files);
+  rocksdb::ColumnFamilyHandle* cf(StoreFamily family) const {
+    return handles_[static_cast<int>(family)].get();
+  }
+  // Get through the uncommitted batch. nullopt: absent.
+  absl::StatusOr<std::optional<std::string>> Get(StoreFamily family, std::string_view key) const;
+  // Visits keys >= start of `family` through the uncommitted batch while fn
+  // returns true.
+  absl::Status Scan(StoreFamily family, std::string_view start,
+                    absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const;
+  void PublishCutoffs();
+
+  const int32_t partition_;
+  const std::string dir_;
+  const StateStoreOptions options_;
+
+  // Declaration order is destruction order reversed: the filters must
+  // outlive the DB (compactions call them until the DB is closed), and every
+  // column family handle must be destroyed before the DB.
+  std::unique_ptr<join_internal::TtlFilter> click_filter_;
+  std::unique_ptr<join_internal::TtlFilter> user_click_filter_;
+  std::unique_ptr<join_internal::TtlFilter> ledger_filter_;
+  std::unique_ptr<join_internal::TtlFilter> dedup_filter_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;  // by StoreFamily
+  std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
+
+  // Current (including uncommitted changes) and committed values.
+  TimestampMs click_wm_ = kNoWatermark;
+  TimestampMs conversion_wm_ = kNoWatermark;
+  TimestampMs dedup_wm_ = kNoWatermark;
+  int64_t pending_count_ = 0;
+  TimestampMs committed_click_wm_ = kNoWatermark;
+  TimestampMs committed_conversion_wm_ = kNoWatermark;
+  TimestampMs committed_dedup_wm_ = kNoWatermark;
+  int64_t committed_pending_count_ = 0;
+  std::map<std::string, int64_t, std::less<>> positions_;  // committed
+  bool dirty_ = false;                                     // changes since the last Commit/Discard
+  // A pending_by_time key <= every live one. Scans for the oldest start
+  // here rather than at the first key: after a run of evictions in one batch
+  // the merged iterator would otherwise skip every deleted entry again on
+  // each call (quadratic in the evictions of a batch).
+  std::string pending_floor_;
+};
+
+// All task stores of this process, and the DurableIdIndex over them.
+class StateStores final : public DurableIdIndex {
+ public:
+  static absl::StatusOr<std::unique_ptr<StateStores>> Create(const StateStoreOptions& options);
+  ~StateStores() override;  // closes every store (uncommitted changes are discarded)
+
+  // Opens (creating if needed) the store of `partition`; the store stays
+  // valid until Close/Delete of the partition or destruction. Opening an
+  // open partition returns the same store.
+  absl::StatusOr<TaskStore*> Open(int32_t partition);
+  // Closes the store (revocation). Uncommitted changes are discarded. The
+  // directory stays: a later assignment reopens it where it stood.
+  absl::Status Close(int32_t partition);
+  // Closes the store and deletes its directory (the partition moved to
+  // another instance, which restores it from the changelog).
+  absl::Status Delete(int32_t partition);
+  TaskStore* Find(int32_t partition) const;  // nullptr when not open
+  std::vector<int32_t> open_partitions() const;
+
+  // The directory of a partition's store.
+  std::string PartitionDir(int32_t partition) const;
+  // Bytes held by the shared block cache (memtables included, via the
+  // WriteBufferManager's charge).
+  uint64_t cache_usage_bytes() const;
+
+  // DurableIdIndex: committed dedup keys of every open store. The
+  // deduplicator is shared by all partitions, so a key is looked up in each
+  // store; the dedup family's bloom filter makes a miss cost no disk read.
+  absl::StatusOr<bool> Contains(const DedupKey& key) override;
+  absl::Status ForEachSince(
+      TimestampMs since,
+      absl::FunctionRef<void(const DedupKey& key, TimestampMs event_time)> fn) override;
+
+ private:
+  explicit StateStores(const StateStoreOptions& options);
+  int MaxOpenFilesPerStore(size_t store_count) const;
+  absl::Status RebalanceOpenFiles();  // REQUIRES: mu_ held exclusively
+
+  const StateStoreOptions options_;
+  std::shared_ptr<rocksdb::Cache> cache_;
+  std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager_;
+  // Exclusive: Open/Close/Delete. Shared: Contains/ForEachSince/Find.
+  mutable std::shared_mutex mu_;
+  std::map<int32_t, std::unique_ptr<TaskStore>> stores_;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_JOIN_STATE_STORE_H_

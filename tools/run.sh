@@ -55,7 +55,10 @@ end=$(date +%s.%N)
 echo "== checking outputs against the ground truth with tally-verify"
 verdict=0
 "$BIN/tally-verify" --bootstrap-servers "$BOOTSTRAP" --truth "$OUT/truth.jsonl" \
-    --input-format "$FORMAT" --processor-summary "$OUT/summary.json" | tee "$OUT/verify.txt" || verdict=$?
+    --input-format "$FORMAT" --processor-summary "$OUT/summary.json" \
+    --offers-file "$ROOT/deploy/config/offers.yaml" \
+    --bot-user-agents-file "$ROOT/deploy/config/bot_user_agents.txt" \
+    --ip-blocklist-file "$ROOT/deploy/config/ip_blocklist.txt" | tee "$OUT/verify.txt" || verdict=$?
 
 echo
 echo "== summary"

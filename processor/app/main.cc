@@ -10,18 +10,21 @@
 
 #include <atomic>
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "processor/app/core_stage.h"
 #include "processor/app/pipeline.h"
 #include "processor/app/processor.h"
 #include "processor/common/log.h"
 #include "processor/config/command_line.h"
 #include "processor/config/config.h"
 #include "processor/metrics/metrics_server.h"
+#include "processor/offers/offers.h"
 
 extern char** environ;
 
@@ -66,6 +69,34 @@ ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
   return options;
 }
 
+CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCatalog& offers) {
+  CoreStageOptions o;
+  o.clicks_topic = config.topics.clicks;
+  o.conversions_topic = config.topics.conversions;
+  const int64_t grace_ms = absl::ToInt64Milliseconds(config.processing.pending_grace);
+  const int64_t horizon_ms = absl::ToInt64Milliseconds(config.dedup.horizon);
+  o.state.dir = config.state.dir;
+  o.state.block_cache_bytes = config.state.block_cache_bytes;
+  o.state.write_buffer_bytes = config.state.write_buffer_bytes;
+  o.state.max_open_files = config.state.max_open_files;
+  // A click must outlive every window it can earn in, plus the time a
+  // conversion may wait for it.
+  o.state.click_retention_ms = offers.max_attribution_window_ms() + grace_ms;
+  o.dedup.table_slots = config.dedup.table_slots;
+  o.dedup.horizon_ms = horizon_ms;
+  o.state.dedup_retention_ms = horizon_ms + o.dedup.repeat_skew_ms;
+  o.fraud.bot_user_agents_file = config.fraud.bot_user_agents_file;
+  o.fraud.ip_blocklist_file = config.fraud.ip_blocklist_file;
+  o.fraud.max_clicks_per_ip = config.fraud.max_clicks_per_ip;
+  o.fraud.flood_window_ms = absl::ToInt64Milliseconds(config.fraud.flood_window);
+  o.join.mode = config.processing.attribution_key == AttributionKey::kUserId
+                    ? AttributionMode::kUserId
+                    : AttributionMode::kClickId;
+  o.join.pending_grace_ms = grace_ms;
+  o.max_pending_conversions = config.processing.max_pending_conversions;
+  return o;
+}
+
 // Signals are taken synchronously by one thread (sigwait), never by an
 // async handler: SIGTERM/SIGINT ask the processor to stop after its current
 // batch; SIGHUP is logged (rule reloads hook in here).
@@ -86,14 +117,16 @@ class SignalThread {
       thread_.join();
     }
   }
-  void Start(Processor* processor) {
-    thread_ = std::thread([this, processor] {
+  // `on_hup` runs on the signal thread (rule reloads).
+  void Start(Processor* processor, std::function<void()> on_hup) {
+    thread_ = std::thread([this, processor, on_hup = std::move(on_hup)] {
       while (true) {
         int sig = 0;
         if (sigwait(&set_, &sig) != 0) continue;
         if (done_.load(std::memory_order_acquire)) return;
         if (sig == SIGHUP) {
-          TALLY_LOG(kInfo, kLog, "SIGHUP received");
+          TALLY_LOG(kInfo, kLog, "SIGHUP received: reloading the fraud rule files");
+          on_hup();
           continue;
         }
         TALLY_LOG(kInfo, kLog, "signal ", sig, " received: finishing the current batch");
@@ -110,17 +143,16 @@ class SignalThread {
 
 void PrintHumanSummary(const ProcessorSummary& s) {
   std::string text = absl::StrCat(
-      "Tally summary\n", "  events in         ", s.clicks_in + s.conversions_in,
-      " (clicks ", s.clicks_in, ", conversions ", s.conversions_in, ")\n",
-      "  valid             ", s.valid_clicks + s.valid_conversions, "\n",
-      "  rejected          ", s.rejected, "\n");
+      "Tally summary\n", "  events in         ", s.clicks_in + s.conversions_in, " (clicks ",
+      s.clicks_in, ", conversions ", s.conversions_in, ")\n", "  valid             ",
+      s.valid_clicks + s.valid_conversions, "\n", "  rejected          ", s.rejected, "\n");
   for (const auto& [reason, count] : s.rejected_by_reason) {
-    absl::StrAppend(&text, "    ", reason, std::string(24 - std::min<size_t>(reason.size(), 23), ' '),
-                    count, "\n");
+    absl::StrAppend(&text, "    ", reason,
+                    std::string(24 - std::min<size_t>(reason.size(), 23), ' '), count, "\n");
   }
   absl::StrAppend(&text, "  out: retained     ", s.retained, "\n", "  out: commissions  ",
                   s.commissions_out, "\n", "  out: unattributed ", s.unattributed_out, "\n",
-                  "  batches           ", s.batches, "\n");
+                  "  pending now       ", s.pending, "\n", "  batches           ", s.batches, "\n");
   std::cerr << text << std::flush;
 }
 
@@ -161,8 +193,17 @@ int Main(int argc, char** argv) {
   }
   TALLY_LOG(kInfo, kLog, "metrics on port ", (*metrics)->port(), " at /metrics");
 
-  PassThroughStage stage;
-  auto processor = Processor::Create(MakeProcessorOptions(*config), &stage, *registry);
+  auto offers = OffersCatalog::Load(config->offers.file);
+  if (!offers.ok()) {
+    std::cerr << "tally: " << offers.status().message() << "\n";
+    return 2;
+  }
+  auto stage = CoreStage::Create(MakeCoreStageOptions(*config, **offers), *offers, registry.get());
+  if (!stage.ok()) {
+    std::cerr << "tally: " << stage.status().message() << "\n";
+    return 2;
+  }
+  auto processor = Processor::Create(MakeProcessorOptions(*config), stage->get(), *registry);
   if (!processor.ok()) {
     std::cerr << "tally: " << processor.status().message() << "\n";
     // A client property librdkafka refuses is a configuration error.
@@ -171,9 +212,18 @@ int Main(int argc, char** argv) {
                ? 2
                : 1;
   }
-  signals.Start(processor->get());
+  signals.Start(processor->get(), [core = stage->get()] {
+    if (absl::Status s = core->ReloadFraudRules(); !s.ok()) {
+      TALLY_LOG(kError, kLog, "fraud rules not reloaded (the old ones stay): ", s.message());
+    } else {
+      TALLY_LOG(kInfo, kLog, "fraud rules reloaded");
+    }
+  });
   absl::Status status = (*processor)->Run();
-  const ProcessorSummary summary = (*processor)->summary();
+  ProcessorSummary summary = (*processor)->summary();
+  const CoreStageCounters core_counters = (*stage)->counters();
+  summary.pending = core_counters.pending;
+  summary.replayed_skipped = core_counters.replayed_skipped;
   std::cout << summary.ToJson() << std::endl;
   PrintHumanSummary(summary);
   if (!status.ok()) {

@@ -37,8 +37,7 @@ class Outputs {
  public:
   virtual ~Outputs() = default;
   virtual void Commission(const tally::Commission& commission) = 0;
-  virtual void Reject(const EventSource& source, RejectReason reason,
-                      std::string_view detail) = 0;
+  virtual void Reject(const EventSource& source, RejectReason reason, std::string_view detail) = 0;
   virtual void Unattributed(const UnattributedConversion& conversion) = 0;
   // The event was taken into state (an accepted click, a pending conversion).
   virtual void Retained(const EventSource& source) = 0;
@@ -54,16 +53,30 @@ class PipelineStage {
   virtual void OnClick(const Click& click, const EventSource& source, Outputs& out) = 0;
   virtual void OnConversion(const Conversion& conversion, const EventSource& source,
                             Outputs& out) = 0;
-  // The batch's outputs are about to be flushed and its input offsets
-  // committed. A stage makes its state durable here (atomically with
-  // `next_offsets`, the positions after the batch); an error stops the
-  // processor before the offsets are committed, so the batch is replayed.
+  // All of the batch's events have been handed over; the stage emits what
+  // the end of the batch decides (e.g. pending conversions whose grace has
+  // passed in event time). Its outputs are flushed right after. An error
+  // stops the processor before anything is committed: the batch is replayed.
   struct Position {
     std::string topic;
     int32_t partition;
     int64_t next_offset;
   };
   virtual absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) = 0;
+  // Every output of the batch has been acknowledged by Kafka; the input
+  // offsets are committed right after this returns. The stage makes its
+  // state durable here, atomically with `next_offsets` (the positions after
+  // the batch). The order is what makes "nothing lost" hold: state committed
+  // before its outputs were acknowledged would, after a crash, make the
+  // replay skip events whose outputs never arrived. A crash after this and
+  // before the offset commit replays events the state already covers; the
+  // stage recognises them by its stored positions and skips them.
+  virtual absl::Status CommitBatch(const std::vector<Position>& /*next_offsets*/) {
+    return absl::OkStatus();
+  }
+  // The input topics' partition count (checked equal for both), before the
+  // first batch.
+  virtual void SetInputPartitionCount(int32_t /*partitions*/) {}
   // Partition ownership changes (Kafka rebalance). Called between batches.
   virtual void OnPartitionsAssigned(const std::vector<int32_t>& /*partitions*/) {}
   virtual void OnPartitionsRevoked(const std::vector<int32_t>& /*partitions*/) {}

@@ -56,13 +56,13 @@ struct LoopMetrics {
                     .Help("Processing batches committed")
                     .Register(registry)
                     .Add({})),
-        batch_seconds(prometheus::BuildHistogram()
-                          .Name("tally_batch_duration_seconds")
-                          .Help("Wall time from the first message of a batch to its commit")
-                          .Register(registry)
-                          .Add({}, prometheus::Histogram::BucketBoundaries{
-                                       0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
-                                       2.5, 5, 10})),
+        batch_seconds(
+            prometheus::BuildHistogram()
+                .Name("tally_batch_duration_seconds")
+                .Help("Wall time from the first message of a batch to its commit")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05,
+                                                                 0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
         last_commit(prometheus::BuildGauge()
                         .Name("tally_last_commit_timestamp_seconds")
                         .Help("Unix time of the last successful offset commit")
@@ -129,7 +129,8 @@ std::string ProcessorSummary::ToJson() const {
                       ",\"valid_conversions\":", valid_conversions, ",\"rejected\":", rejected,
                       ",\"rejected_by_reason\":{", absl::StrJoin(reasons, ","),
                       "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
-                      ",\"unattributed_out\":", unattributed_out, ",\"batches\":", batches,
+                      ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
+                      ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
                       ",\"busy_seconds\":", busy_seconds, "}");
 }
 
@@ -165,6 +166,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           *conversions_partitions,
           "; clicks and conversions must have the same partition count and the same key"));
     }
+    stage_->SetInputPartitionCount(*clicks_partitions);
     auto consumer = kafka::Consumer::Create(options_.consumer_properties, this);
     if (!consumer.ok()) {
       return absl::Status(consumer.status().code(),
@@ -239,8 +241,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     metrics_.out_rejected->Increment();
     ++pending_summary_.rejected;
     ++pending_summary_.rejected_by_reason[std::string(RejectReasonName(reason))];
-    TALLY_LOG(kDebug, kLog, "rejected ", source.topic, "/", source.partition, "@",
-              source.offset, ": ", RejectReasonName(reason), ": ", detail);
+    TALLY_LOG(kDebug, kLog, "rejected ", source.topic, "/", source.partition, "@", source.offset,
+              ": ", RejectReasonName(reason), ": ", detail);
   }
 
   void Unattributed(const UnattributedConversion& unattributed) override {
@@ -300,8 +302,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     produce_error_ = absl::OkStatus();
     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
     for (const auto& message : batch) {
-      EventSource source{message->topic(), message->partition(), message->offset(),
-                         message->key(), message->value()};
+      EventSource source{message->topic(), message->partition(), message->offset(), message->key(),
+                         message->value()};
       const InputKind kind =
           message->topic() == options_.topics.clicks ? InputKind::kClick : InputKind::kConversion;
       if (kind == InputKind::kClick) {
@@ -343,6 +345,9 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     // acknowledged (acks=all) could lose it on a crash.
     if (absl::Status s = producer_->Flush(options_.shutdown_timeout); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("flushing batch outputs: ", s.message()));
+    }
+    if (absl::Status s = stage_->CommitBatch(positions); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("committing state: ", s.message()));
     }
     if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("committing input offsets: ", s.message()));

@@ -70,6 +70,10 @@ struct ProcessorSummary {
   uint64_t retained = 0;
   uint64_t commissions_out = 0;
   uint64_t unattributed_out = 0;
+  // Filled in by the stage's owner after Run(): conversions still waiting
+  // for a late click, and replayed events the state already covered.
+  uint64_t pending = 0;
+  uint64_t replayed_skipped = 0;
   uint64_t batches = 0;
   // Wall time from the first consumed message to the last commit: the
   // processing time without group join and idle waiting (benchmarks).

@@ -53,6 +53,7 @@ std::string Joiner::PendingPrefixOf(const Conversion& conversion) const {
 
 absl::Status Joiner::OnClick(const Click& click, const SourceRef& source, JoinSink& sink) {
   ++counters_.clicks;
+  const TimestampMs before = store_->click_watermark();
   store_->AdvanceClickWatermark(click.event_time_ms);
   TALLY_RETURN_IF_ERROR(store_->PutClick(RecordOf(click)));
   sink.Retained(source);
@@ -64,11 +65,17 @@ absl::Status Joiner::OnClick(const Click& click, const SourceRef& source, JoinSi
           ? codec::PendingClickPrefix(click.click_id)
           : (click.user_id.empty() ? std::string()
                                    : codec::PendingUserPrefix(click.user_id, click.offer_id));
-  if (prefix.empty()) return absl::OkStatus();
+  if (prefix.empty()) return ResolvePassed(before, sink);
   absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> waiting =
       store_->PendingWithPrefix(prefix);
   if (!waiting.ok()) return waiting.status();
   for (auto& [key, pending] : *waiting) {
+    // user_id mode: not before the clicks input has passed the conversion
+    // (see OnConversion); Advance takes it from there.
+    if (options_.mode == AttributionMode::kUserId &&
+        !ClicksPassed(pending.conversion.event_time_ms)) {
+      continue;
+    }
     absl::StatusOr<Evaluation> evaluation = Evaluate(pending.conversion);
     if (!evaluation.ok()) return evaluation.status();
     if (evaluation->kind == Evaluation::Kind::kNoCandidates) {
@@ -84,11 +91,59 @@ absl::Status Joiner::OnClick(const Click& click, const SourceRef& source, JoinSi
     TALLY_RETURN_IF_ERROR(Resolve(pending.conversion, Ref(pending.source), pending.queued,
                                   *evaluation, Phase::kFromPending, sink));
   }
+  // Last: this click is visible to the conversions whose grace it ends.
+  return ResolvePassed(before, sink);
+}
+
+absl::Status Joiner::ObserveClickTime(TimestampMs event_time_ms, JoinSink& sink) {
+  const TimestampMs before = store_->click_watermark();
+  store_->AdvanceClickWatermark(event_time_ms);
+  return ResolvePassed(before, sink);
+}
+
+absl::Status Joiner::ResolvePassed(TimestampMs before, JoinSink& sink) {
+  const TimestampMs now = store_->click_watermark();
+  if (now == before || now == kNoWatermark) return absl::OkStatus();
+  if (options_.mode == AttributionMode::kUserId) {
+    // The conversions with before <= ts < now have just been passed by the
+    // clicks input: all their candidates are here, and none has expired
+    // (a candidate is at most `window` older than the conversion and clicks
+    // are kept window + grace behind the watermark).
+    absl::StatusOr<std::vector<TaskStore::PendingRef>> passed = store_->PendingBefore(now);
+    if (!passed.ok()) return passed.status();
+    for (const TaskStore::PendingRef& ref : *passed) {
+      if (before != kNoWatermark && ref.event_time_ms < before) continue;
+      TALLY_RETURN_IF_ERROR(ResolveIfCandidates(ref, sink));
+    }
+  }
+  // Grace over (now > conv.ts + grace): given up right here, at the click
+  // that ends it, not at batch end, so that a later click in the same batch
+  // cannot change the outcome: results do not depend on batch boundaries.
+  return ExpireBefore(now, sink);
+}
+
+absl::Status Joiner::ExpireBefore(TimestampMs click_wm, JoinSink& sink) {
+  absl::StatusOr<std::vector<TaskStore::PendingRef>> expired =
+      store_->PendingBefore(click_wm - options_.pending_grace_ms);
+  if (!expired.ok()) return expired.status();
+  for (const TaskStore::PendingRef& ref : *expired) {
+    TALLY_RETURN_IF_ERROR(ExpirePending(ref, "", sink));
+  }
   return absl::OkStatus();
 }
 
-void Joiner::ObserveClickTime(TimestampMs event_time_ms) {
-  store_->AdvanceClickWatermark(event_time_ms);
+absl::Status Joiner::ResolveIfCandidates(const TaskStore::PendingRef& ref, JoinSink& sink) {
+  absl::StatusOr<std::optional<PendingConversion>> pending = store_->GetPending(ref.key);
+  if (!pending.ok()) return pending.status();
+  if (!pending->has_value()) {
+    return absl::DataLossError("state store: pending_by_time names a missing pending record");
+  }
+  absl::StatusOr<Evaluation> evaluation = Evaluate((*pending)->conversion);
+  if (!evaluation.ok()) return evaluation.status();
+  if (evaluation->kind == Evaluation::Kind::kNoCandidates) return absl::OkStatus();
+  TALLY_RETURN_IF_ERROR(store_->DeletePending(ref.key, ref.event_time_ms));
+  return Resolve((*pending)->conversion, Ref((*pending)->source), (*pending)->queued, *evaluation,
+                 Phase::kFromPending, sink);
 }
 
 absl::Status Joiner::RecordDedupKey(const DedupKey& key, TimestampMs event_time_ms) {
@@ -113,12 +168,24 @@ absl::Status Joiner::OnConversion(const Conversion& conversion, const SourceRef&
     return absl::OkStatus();
   }
 
+  const std::string prefix = PendingPrefixOf(conversion);
+  if (options_.mode == AttributionMode::kUserId && !prefix.empty() &&
+      !ClicksPassed(conversion.event_time_ms)) {
+    // Multi-touch credits EVERY click of the user up to the conversion, and
+    // the conversions input often runs ahead of the clicks input: evaluating
+    // now would credit whichever clicks happen to be here, so the result
+    // would depend on consumption speed. Wait until the clicks input is past
+    // the conversion's time (clicks of a partition arrive in event-time
+    // order), then evaluate (Advance). Offers without terms decide now.
+    if (offers_->Find(conversion.offer_id) != nullptr) {
+      return AddPending(conversion, source, prefix, sink);
+    }
+  }
   absl::StatusOr<Evaluation> evaluation = Evaluate(conversion);
   if (!evaluation.ok()) return evaluation.status();
   if (evaluation->kind != Evaluation::Kind::kNoCandidates) {
     return Resolve(conversion, source, {}, *evaluation, Phase::kNow, sink);
   }
-  const std::string prefix = PendingPrefixOf(conversion);
   const TimestampMs click_wm = store_->click_watermark();
   // Waiting is pointless when no click can ever match (the mode's field is
   // missing) or when the grace has already passed: the clicks input is
@@ -405,17 +472,16 @@ void Joiner::EmitWithStatus(const LedgerEntry& entry, ConversionStatus status, J
   counters_.commissions += out.size();
 }
 
+bool Joiner::ClicksPassed(TimestampMs t) const {
+  const TimestampMs click_wm = store_->click_watermark();
+  return click_wm != kNoWatermark && click_wm > t;
+}
+
 absl::Status Joiner::Advance(JoinSink& sink) {
+  // Normally a no-op: the click that ends a grace expires it (ResolvePassed).
   const TimestampMs click_wm = store_->click_watermark();
   if (click_wm == kNoWatermark) return absl::OkStatus();
-  // Expired: click_wm > conv.ts + grace, i.e. conv.ts < click_wm - grace.
-  absl::StatusOr<std::vector<TaskStore::PendingRef>> expired =
-      store_->PendingBefore(click_wm - options_.pending_grace_ms);
-  if (!expired.ok()) return expired.status();
-  for (const TaskStore::PendingRef& ref : *expired) {
-    TALLY_RETURN_IF_ERROR(ExpirePending(ref, "", sink));
-  }
-  return absl::OkStatus();
+  return ExpireBefore(click_wm, sink);
 }
 
 absl::Status Joiner::Commit(const std::vector<InputPosition>& positions) {

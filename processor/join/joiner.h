@@ -118,7 +118,9 @@ class Joiner {
   absl::Status OnConversion(const Conversion& conversion, const SourceRef& source, JoinSink& sink);
   // A click of this partition that dedup or fraud rejected still advances
   // the click event-time watermark (it shows how far the clicks input is).
-  void ObserveClickTime(TimestampMs event_time_ms);
+  // Conversions the watermark passes (user_id mode) or whose grace it ends
+  // are resolved here and in OnClick, so both may emit.
+  absl::Status ObserveClickTime(TimestampMs event_time_ms, JoinSink& sink);
   // A dedup key accepted for an event of this partition: persisted with the
   // batch (the DurableIdIndex reads it after Commit).
   absl::Status RecordDedupKey(const DedupKey& key, TimestampMs event_time_ms);
@@ -148,6 +150,16 @@ class Joiner {
   enum class Phase { kNow, kFromPending };
 
   absl::StatusOr<Evaluation> Evaluate(const Conversion& conversion);
+  // Whether the partition's clicks input is past event time `t` (its click
+  // watermark is later), so every click up to `t` has arrived.
+  bool ClicksPassed(TimestampMs t) const;
+  // After the click watermark moved from `before`: user_id mode evaluates
+  // the pending conversions it has just passed (those with candidates are
+  // resolved); both modes expire those whose grace it has ended.
+  absl::Status ResolvePassed(TimestampMs before, JoinSink& sink);
+  absl::Status ResolveIfCandidates(const TaskStore::PendingRef& ref, JoinSink& sink);
+  // Resolves as unattributed every pending conversion with ts < click_wm - grace.
+  absl::Status ExpireBefore(TimestampMs click_wm, JoinSink& sink);
   // Why a conversion without candidates is unattributed.
   absl::StatusOr<Evaluation> UnattributedWhy(const Conversion& conversion,
                                              std::string_view extra_detail);

@@ -5,6 +5,12 @@ BIN_DIR=$1
 SRC_DIR=$2
 set -uo pipefail
 fail=0
+# The shipped config names its rule files relative to the repository root,
+# and no case may touch /var/lib/tally.
+cd "$SRC_DIR"
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+export TALLY_STATE_DIR="$state"
 expect_error() {  # expect_error NEEDLE ARGS...
   local needle=$1
   shift
@@ -26,5 +32,14 @@ expect_error "no.such.property" --config "$cfg" --set kafka.bootstrap.servers=12
 export TALLY_TOPICS_CLIKS=x
 expect_error "TALLY_TOPICS_CLIKS" --config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1
 unset TALLY_TOPICS_CLIKS
+base=(--config "$cfg" --set kafka.bootstrap.servers=127.0.0.1:1)
+expect_error "offers.file" "${base[@]}" --set offers.file=/no/such/offers.yaml
+bad_offers="$state/offers.yaml"
+printf 'offers:\n  - id: off-1\n    model: lastclick\n' >"$bad_offers"
+expect_error "offers\[0\].model" "${base[@]}" --set "offers.file=$bad_offers"
+expect_error "fraud.ip_blocklist_file" "${base[@]}" --set fraud.ip_blocklist_file=/no/such/list.txt
+bad_list="$state/blocklist.txt"
+printf '10.0.0.0/33\n' >"$bad_list"
+expect_error "$bad_list:1" "${base[@]}" --set "fraud.ip_blocklist_file=$bad_list"
 [ $fail -eq 0 ] && echo PASS
 exit $fail

@@ -82,3 +82,15 @@ start_tally() {
 json_field() {  # json_field FILE KEY -> integer value of a top-level key
   grep -o "\"$2\":[0-9]*" "$1" | head -n1 | cut -d: -f2
 }
+
+# verify_pipeline SUMMARY [tally-verify flags...]: the oracle with the same
+# rule files the processor was given.
+verify_pipeline() {
+  local summary=$1
+  shift
+  "$BIN_DIR/tally-verify" --bootstrap-servers "$BOOTSTRAP" --truth "$WORK/truth.jsonl" \
+      --offers-file "$SRC_DIR/deploy/config/offers.yaml" \
+      --bot-user-agents-file "$SRC_DIR/deploy/config/bot_user_agents.txt" \
+      --ip-blocklist-file "$SRC_DIR/deploy/config/ip_blocklist.txt" \
+      --processor-summary "$summary" "$@" | tee "$WORK/verify.txt"
+}

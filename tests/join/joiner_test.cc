@@ -298,7 +298,8 @@ TEST_F(JoinerTest, PendingGraceExpiresByClickWatermark) {
   // watermark far ahead changes nothing.
   Conv(MakeConv("o2", kT0 + 5 * kHour, "c-x"));
   sink_.Take();
-  joiner_->ObserveClickTime(kT0 + kGrace);  // exactly the grace: still waits
+  ASSERT_TRUE(
+      joiner_->ObserveClickTime(kT0 + kGrace, sink_).ok());  // exactly the grace: still waits
   Advance();
   EXPECT_TRUE(sink_.Take().empty());
   Click(MakeClick("unrelated", kT0 + kGrace + 1));
@@ -390,6 +391,11 @@ TEST_F(JoinerTest, CtitIsMeasuredFromTheLatestCandidate) {
   Conv(MakeConv("o1", kT0 + 45 * kMinute, "", ConversionStatus::kPending, "off-ctit", "u1"));
   auto out = sink_.Take();
   ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Output::Kind::kRetained);  // waits for the clicks input
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + 45 * kMinute + 1, sink_).ok());
+  Advance();
+  out = sink_.Take();
+  ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].kind, Output::Kind::kCommission);
 }
 
@@ -449,7 +455,7 @@ TEST_F(JoinerTest, OfferWithoutTermsIsRejected) {
 
 TEST_F(JoinerTest, StatusChangeOfUnattributedConversionIsUnattributed) {
   Conv(MakeConv("o1", kT0, "missing"));
-  joiner_->ObserveClickTime(kT0 + kGrace + 1);
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + kGrace + 1, sink_).ok());
   Advance();
   Conv(MakeConv("o1", kT0 + kHour, "missing", ConversionStatus::kApproved));
   auto out = sink_.Take();
@@ -499,7 +505,7 @@ TEST_F(JoinerTest, QueuedStatusesFollowAnUnattributedResolutionWithTheirOwnBytes
   Conv(MakeConv("o1", kT0, "missing", ConversionStatus::kPending));
   Conv(MakeConv("o1", kT0 + kMinute, "missing", ConversionStatus::kApproved));
   sink_.Take();
-  joiner_->ObserveClickTime(kT0 + kGrace + 1);
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + kGrace + 1, sink_).ok());
   Advance();
   auto out = sink_.Take();
   ASSERT_EQ(out.size(), 2u);
@@ -540,8 +546,19 @@ TEST_F(JoinerTest, UserIdModeLinearSplitOverSeveralClicks) {
   Click(MakeClick("other-user", kT0, "off-lin", "u2"));
   sink_.Take();
   Conv(MakeConv("o1", kT0 + 30 * kMinute, "", ConversionStatus::kApproved, "off-lin", "u1"));
+  // Multi-touch waits until the clicks input has passed the conversion's
+  // time, so that it credits every click up to it, however far the
+  // conversions input runs ahead.
   auto out = sink_.Take();
-  ASSERT_EQ(out.size(), 3u);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].kind, Output::Kind::kRetained);
+  // A click of the user past the conversion's time: the clicks input has
+  // passed it, so it is evaluated now (the new click is no candidate).
+  Click(MakeClick("d-after", kT0 + 30 * kMinute + 1, "off-lin", "u1"));
+  out = sink_.Take();
+  ASSERT_EQ(out.size(), 4u);
+  EXPECT_EQ(out[0].kind, Output::Kind::kRetained);
+  out.erase(out.begin());
   std::vector<std::string> clicks;
   int64_t total = 0;
   for (const Output& o : out) {
@@ -564,12 +581,16 @@ TEST_F(JoinerTest, UserIdModeWaitsForTheUsersClickAndNamesReasons) {
   EXPECT_EQ(sink_.Take().size(), 3u);
   Click(MakeClick("c1", kT0, "off-1", "u1"));
   auto out = sink_.Take();
-  ASSERT_EQ(out.size(), 2u);
-  ASSERT_EQ(out[1].kind, Output::Kind::kCommission);
-  EXPECT_EQ(out[1].commission.conversion_id, "o1");
+  ASSERT_EQ(out.size(), 1u);  // the click: the clicks input is not past o1 yet
+  // The clicks input passes o1 and o2: o1 has its candidate, o2 none yet.
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + 2 * kMinute, sink_).ok());
+  out = sink_.Take();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].kind, Output::Kind::kCommission);
+  EXPECT_EQ(out[0].commission.conversion_id, "o1");
   // After o3: not a candidate, but the user does have a click on the offer.
   Click(MakeClick("c-after", kT0 + 3 * kHour + kMinute, "off-1", "u-old"));
-  joiner_->ObserveClickTime(kT0 + 3 * kHour + kGrace + 1);
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + 3 * kHour + kGrace + 1, sink_).ok());
   Advance();
   out = sink_.Take();
   ASSERT_EQ(out.size(), 3u);
@@ -685,7 +706,7 @@ TEST_F(JoinerTest, AccountingOverAMixedStream) {
   ExpectAccounting(3);
   Click(MakeClick("c3", kT0));  // resolves p and its queued status
   ExpectAccounting(1);
-  joiner_->ObserveClickTime(kT0 + kMinute + kGrace + 1);
+  ASSERT_TRUE(joiner_->ObserveClickTime(kT0 + kMinute + kGrace + 1, sink_).ok());
   Advance();  // q gives up
   ExpectAccounting(0);
   const JoinCounters& c = joiner_->counters();

@@ -1,17 +1,27 @@
-// tally-verify: reads Tally's output topics and compares them with
-// tally-loadgen's ground truth. Exit 0 only on an exact match.
+// tally-verify: reads Tally's input and output topics, computes with the
+// attribution oracle (oracle.h) what a correct processor must have written,
+// and compares that with what is on the output topics. Exit 0 only on an
+// exact match, 1 on any mismatch, 2 on bad flags or I/O errors.
 //
-// Checked today (first path):
-//  - every message the ground truth marks as undecodable is on `rejected`
-//    exactly once, with the expected reason, and its original bytes still
-//    decode to that same reason;
-//  - nothing the ground truth marks as valid is on `rejected`;
-//  - no rejected record points at a message the ground truth does not know;
-//  - with --processor-summary: the processor consumed exactly the messages
-//    produced and handed exactly the valid ones on.
-#include <algorithm>
+// Checked:
+//  - `commissions`: the multiset of (commission_id, status, payout, click_id,
+//    affiliate_id, conversion_id, credit_ppm, click_count) equals the
+//    oracle's, and the statuses of each commission_id come in the expected
+//    order (one id is one key, so one partition);
+//  - `rejected`: exactly the expected (source topic, partition, offset,
+//    reason) set, each once, with the original key and value bytes;
+//  - `unattributed`: exactly the expected conversions with their reasons;
+//  - flood groups: exactly max(0, n - limit) clicks of each (ip, window)
+//    group are rejected as ip_click_flood (which ones is the processor's
+//    choice, fed back into the oracle);
+//  - the ground truth agrees with what is on the input topics (every record
+//    is there, with the decode verdict our decoder gives);
+//  - with --processor-summary: the processor consumed exactly the input, and
+//    its pending count (if it reports one) is the oracle's.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -21,22 +31,47 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "processor/codec/codec.h"
+#include "processor/fraud/fraud_rules.h"
 #include "processor/kafka/kafka.h"
+#include "processor/offers/offers.h"
 #include "simdjson.h"
+#include "tools/verify/oracle.h"
 #include "tools/verify/truth.h"
 
 ABSL_FLAG(std::string, bootstrap_servers, "", "Kafka bootstrap servers");
 ABSL_FLAG(std::string, truth, "", "Ground-truth file written by tally-loadgen");
-ABSL_FLAG(std::string, rejected_topic, "rejected", "Rejected topic");
+ABSL_FLAG(std::string, clicks_topic, "clicks", "Input topic of clicks");
+ABSL_FLAG(std::string, conversions_topic, "conversions", "Input topic of conversions");
+ABSL_FLAG(std::string, commissions_topic, "commissions", "Output topic of commissions");
+ABSL_FLAG(std::string, rejected_topic, "rejected", "Output topic of rejected input");
+ABSL_FLAG(std::string, unattributed_topic, "unattributed",
+          "Output topic of unattributed conversions");
 ABSL_FLAG(std::string, format, "json", "Output wire format: json | protobuf");
 ABSL_FLAG(std::string, input_format, "json", "Input wire format used by the load generator");
+ABSL_FLAG(std::string, offers_file, "deploy/config/offers.yaml", "Offers file (offers.file)");
+ABSL_FLAG(std::string, bot_user_agents_file, "deploy/config/bot_user_agents.txt",
+          "Bot user-agent patterns (fraud.bot_user_agents_file)");
+ABSL_FLAG(std::string, ip_blocklist_file, "deploy/config/ip_blocklist.txt",
+          "IP blocklist (fraud.ip_blocklist_file)");
+ABSL_FLAG(int64_t, max_clicks_per_ip, 20, "fraud.max_clicks_per_ip");
+ABSL_FLAG(std::string, flood_window, "1m", "fraud.flood_window: milliseconds or a duration");
+ABSL_FLAG(std::string, attribution_key, "click_id",
+          "processing.attribution_key: click_id | user_id");
+ABSL_FLAG(std::string, pending_grace, "10m",
+          "processing.pending_grace: milliseconds or a duration");
+ABSL_FLAG(bool, accept_candidate_prefixes, false,
+          "user_id mode: also accept commissions computed from the first k candidate clicks "
+          "when that is what is on the topic (a processor that does not wait for its clicks "
+          "input); default: expect every click up to the conversion");
 ABSL_FLAG(std::string, processor_summary, "", "Optional: file with the processor's summary JSON");
 ABSL_FLAG(int, timeout_seconds, 120, "Give up reading topics after this long");
 ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
@@ -44,18 +79,46 @@ ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
 namespace tally::verify {
 namespace {
 
+absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+
+// Mismatches, counted per category so that the summary says where they are.
 struct Report {
-  uint64_t checked = 0;
   uint64_t errors = 0;
   int shown = 0;
-  void Error(const std::string& what) {
+  std::map<std::string, uint64_t> by_category;
+  void Error(const std::string& category, const std::string& what) {
     ++errors;
+    ++by_category[category];
     if (shown < absl::GetFlag(FLAGS_max_errors_shown)) {
       ++shown;
-      std::cerr << "MISMATCH: " << what << "\n";
+      std::cerr << "MISMATCH [" << category << "]: " << what << "\n";
     }
   }
 };
+
+// The config's duration syntax as far as the verifier needs it: integer
+// milliseconds, absl durations ("30s", "1h30m"), or whole days ("35d").
+absl::StatusOr<int64_t> ParseDurationMs(const std::string& flag, const std::string& text) {
+  int64_t ms = 0;
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": empty"));
+  if (absl::SimpleAtoi(text, &ms)) return ms;
+  absl::Duration d = absl::ZeroDuration();
+  std::string rest = text;
+  if (size_t pos = text.find('d'); pos != std::string::npos && pos > 0 &&
+                                   std::all_of(text.begin(), text.begin() + pos, ::isdigit)) {
+    int64_t days = 0;
+    if (!absl::SimpleAtoi(text.substr(0, pos), &days)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": bad duration '", text, "'"));
+    }
+    d = absl::Hours(24 * days);
+    rest = text.substr(pos + 1);
+  }
+  absl::Duration more = absl::ZeroDuration();
+  if (!rest.empty() && !absl::ParseDuration(rest, &more)) {
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": bad duration '", text, "'"));
+  }
+  return absl::ToInt64Milliseconds(d + more);
+}
 
 // A consumed message, copied out: librdkafka's handle cannot be destroyed
 // while any of its messages is alive (rd_kafka_destroy waits for them), so
@@ -63,119 +126,381 @@ struct Report {
 struct ConsumedMessage {
   int32_t partition = -1;
   int64_t offset = -1;
+  std::string key;
   std::string value;
 };
 
-absl::StatusOr<std::vector<ConsumedMessage>> ReadTopicToEnd(const std::string& topic) {
-  kafka::Properties props{
-      {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap_servers)},
-      {"group.id", absl::StrCat("tally-verify-", getpid(), "-", absl::ToUnixMicros(absl::Now()))},
-      {"session.timeout.ms", "6000"},
-      {"queued.min.messages", "1000000"},
-  };
-  auto consumer = kafka::Consumer::Create(props, nullptr);
-  if (!consumer.ok()) return consumer.status();
-  if (auto s = (*consumer)->Subscribe({topic}); !s.ok()) return s;
-  std::vector<ConsumedMessage> messages;
-  std::vector<std::unique_ptr<kafka::Message>> batch;
-  const absl::Time deadline =
-      absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_seconds));
-  while (absl::Now() < deadline) {
-    batch.clear();
-    if (auto s = (*consumer)->Poll(10000, absl::Milliseconds(200), &batch); !s.ok()) return s;
-    for (const auto& m : batch) {
-      messages.push_back({m->partition(), m->offset(), std::string(m->value())});
+// Every topic to its end, with one consumer (one group join), messages per
+// topic sorted by (partition, offset). A topic that does not exist reads as
+// empty.
+absl::StatusOr<std::map<std::string, std::vector<ConsumedMessage>>> ReadTopicsToEnd(
+    const std::vector<std::string>& topics) {
+  std::map<std::string, std::vector<ConsumedMessage>> messages;
+  for (const std::string& topic : topics) messages[topic];
+  {
+    kafka::Properties props{
+        {"bootstrap.servers", absl::GetFlag(FLAGS_bootstrap_servers)},
+        {"group.id", absl::StrCat("tally-verify-", getpid(), "-", absl::ToUnixMicros(absl::Now()))},
+        {"session.timeout.ms", "6000"},
+        {"queued.min.messages", "1000000"},
+        // Only what the processor committed is output.
+        {"isolation.level", "read_committed"},
+    };
+    auto consumer = kafka::Consumer::Create(props, nullptr);
+    if (!consumer.ok()) return consumer.status();
+    if (auto s = (*consumer)->Subscribe(topics); !s.ok()) return s;
+    std::vector<std::unique_ptr<kafka::Message>> batch;
+    const absl::Time deadline = absl::Now() + absl::Seconds(absl::GetFlag(FLAGS_timeout_seconds));
+    bool done = false;
+    while (!done) {
+      if (absl::Now() >= deadline) {
+        return absl::DeadlineExceededError("reading the topics did not reach their end in time");
+      }
+      batch.clear();
+      if (auto s = (*consumer)->Poll(10000, absl::Milliseconds(200), &batch); !s.ok()) return s;
+      for (const auto& m : batch) {
+        messages[std::string(m->topic())].push_back(
+            {m->partition(), m->offset(), std::string(m->key()), std::string(m->value())});
+      }
+      done = batch.empty() && !(*consumer)->Assignment().empty() && (*consumer)->AllAssignedAtEof();
     }
-    if (batch.empty() && !(*consumer)->Assignment().empty() &&
-        (*consumer)->AllAssignedAtEof()) {
-      (void)(*consumer)->Close();
-      return messages;
+    batch.clear();
+    (void)(*consumer)->Close();
+  }
+  for (auto& [topic, list] : messages) {
+    std::stable_sort(list.begin(), list.end(), [](const auto& a, const auto& b) {
+      return std::tie(a.partition, a.offset) < std::tie(b.partition, b.offset);
+    });
+  }
+  return messages;
+}
+
+std::string CommissionKey(const Commission& c) {
+  return absl::StrCat("commission_id=", c.commission_id, " status=", ConversionStatusName(c.status),
+                      " payout=", c.payout.minor, " ", AV(c.payout.currency.code()),
+                      " click_id=", c.click_id, " affiliate_id=", c.affiliate_id,
+                      " conversion_id=", c.conversion_id, " credit_ppm=", c.credit_ppm,
+                      " click_count=", c.click_count);
+}
+
+std::string UnattributedKey(const Conversion& c, UnattributedReason reason) {
+  return absl::StrCat("conversion_id=", c.conversion_id, " offer_id=", c.offer_id, " goal=", c.goal,
+                      " status=", ConversionStatusName(c.status), " ts=", c.event_time_ms,
+                      " click_id=", c.click_id, " user_id=", c.user_id, " amount=", c.amount.minor,
+                      " ", AV(c.amount.currency.code()),
+                      " reason=", UnattributedReasonName(reason));
+}
+
+std::string Name(RejectReason reason) { return std::string(RejectReasonName(reason)); }
+
+// Compares two multisets of message descriptions; reports each difference.
+void CompareMultisets(const std::string& category, const std::map<std::string, int64_t>& diff,
+                      Report& report) {
+  for (const auto& [key, delta] : diff) {
+    for (int64_t i = 0; i < std::abs(delta); ++i) {
+      report.Error(category, absl::StrCat(delta > 0 ? "missing (expected, not on the topic): "
+                                                    : "unexpected (on the topic, not expected): ",
+                                          key));
     }
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("reading topic '", topic, "' did not reach its end in time"));
 }
 
 int Run() {
+  // ---- flags and configuration files
   auto output_format = ParseWireFormat(absl::GetFlag(FLAGS_format));
   auto input_format = ParseWireFormat(absl::GetFlag(FLAGS_input_format));
   if (!output_format.ok() || !input_format.ok()) {
     std::cerr << "tally-verify: --format/--input-format must be json or protobuf\n";
     return 2;
   }
+  OracleRules rules;
+  const std::string key_name = absl::GetFlag(FLAGS_attribution_key);
+  if (key_name == "click_id") {
+    rules.key = AttributionKey::kClickId;
+  } else if (key_name == "user_id") {
+    rules.key = AttributionKey::kUserId;
+  } else {
+    std::cerr << "tally-verify: --attribution-key must be click_id or user_id\n";
+    return 2;
+  }
+  auto flood_window = ParseDurationMs("flood-window", absl::GetFlag(FLAGS_flood_window));
+  auto grace = ParseDurationMs("pending-grace", absl::GetFlag(FLAGS_pending_grace));
+  if (!flood_window.ok() || !grace.ok() || *flood_window < 1 || *grace < 0 ||
+      absl::GetFlag(FLAGS_max_clicks_per_ip) < 1) {
+    std::cerr << "tally-verify: need --flood-window >= 1ms, --pending-grace >= 0 and "
+                 "--max-clicks-per-ip >= 1\n";
+    return 2;
+  }
+  rules.flood_window_ms = *flood_window;
+  rules.pending_grace_ms = *grace;
+  rules.max_clicks_per_ip = absl::GetFlag(FLAGS_max_clicks_per_ip);
+  rules.accept_observed_candidate_prefix = absl::GetFlag(FLAGS_accept_candidate_prefixes);
+  auto offers = OffersCatalog::Load(absl::GetFlag(FLAGS_offers_file));
+  if (!offers.ok()) {
+    std::cerr << "tally-verify: " << offers.status() << "\n";
+    return 2;
+  }
+  rules.offers = offers->get();
+  // FraudRules for the matching only (patterns and CIDRs); which rule wins
+  // and the flood counting are the oracle's own.
+  auto fraud = FraudRules::Load(absl::GetFlag(FLAGS_bot_user_agents_file),
+                                absl::GetFlag(FLAGS_ip_blocklist_file));
+  if (!fraud.ok()) {
+    std::cerr << "tally-verify: " << fraud.status() << "\n";
+    return 2;
+  }
+  std::shared_ptr<const FraudRules> fraud_rules = *fraud;
+  rules.is_bot_user_agent = [fraud_rules](std::string_view ua) {
+    return fraud_rules->IsBotUserAgent(ua);
+  };
+  rules.is_blocklisted = [fraud_rules](const IpAddress& ip) {
+    return fraud_rules->IsBlocklisted(ip);
+  };
   auto truth = LoadGroundTruth(absl::GetFlag(FLAGS_truth));
   if (!truth.ok()) {
     std::cerr << "tally-verify: " << truth.status() << "\n";
     return 2;
   }
-  auto rejected = ReadTopicToEnd(absl::GetFlag(FLAGS_rejected_topic));
-  if (!rejected.ok()) {
-    std::cerr << "tally-verify: " << rejected.status() << "\n";
+
+  // ---- the topics
+  const std::string clicks_topic = absl::GetFlag(FLAGS_clicks_topic);
+  const std::string conversions_topic = absl::GetFlag(FLAGS_conversions_topic);
+  const std::string commissions_topic = absl::GetFlag(FLAGS_commissions_topic);
+  const std::string rejected_topic = absl::GetFlag(FLAGS_rejected_topic);
+  const std::string unattributed_topic = absl::GetFlag(FLAGS_unattributed_topic);
+  auto topics = ReadTopicsToEnd(
+      {clicks_topic, conversions_topic, commissions_topic, rejected_topic, unattributed_topic});
+  if (!topics.ok()) {
+    std::cerr << "tally-verify: " << topics.status() << "\n";
     return 2;
   }
-
   Report report;
-  EventDecoder output_decoder(*output_format);
+
+  // ---- inputs: decode, index the raw bytes, cross-check the ground truth
   EventDecoder input_decoder(*input_format);
-  std::vector<int> seen(truth->records.size(), 0);
-  std::map<std::string, uint64_t> rejected_by_reason;
-  RejectedEvent event;
-  Click click;
-  Conversion conversion;
-  for (const auto& message : *rejected) {
-    ++report.checked;
-    if (auto invalid = output_decoder.Decode(message.value, &event); invalid) {
-      report.Error(absl::StrCat("rejected@", message.partition, "/", message.offset,
-                                " does not decode: ", invalid->detail));
-      continue;
-    }
-    const std::string reason(RejectReasonName(event.reason));
-    ++rejected_by_reason[reason];
-    MessageRef ref{event.source_topic, event.source_partition, event.source_offset};
-    auto it = truth->by_ref.find(ref);
-    const std::string where =
-        absl::StrCat(ref.topic, "/", ref.partition, "@", ref.offset);
-    if (it == truth->by_ref.end()) {
-      report.Error(absl::StrCat("rejected ", where, " (", reason,
-                                ") is not a message of the ground truth"));
-      continue;
-    }
-    const TruthRecord& record = truth->records[it->second];
-    if (++seen[it->second] > 1) {
-      report.Error(absl::StrCat(where, " rejected more than once"));
-    }
-    if (record.decode == "ok") {
-      report.Error(absl::StrCat(where, " is valid but was rejected as ", reason, ": ",
-                                event.detail));
-      continue;
-    }
-    if (record.decode != reason) {
-      report.Error(absl::StrCat(where, " rejected as ", reason, " (", event.detail,
-                                "), expected ", record.decode));
-    }
-    // The original bytes must have survived intact: decoding them again gives
-    // the same verdict.
-    std::optional<Invalid> again = record.kind == "click"
-                                       ? input_decoder.Decode(event.original_value, &click)
-                                       : input_decoder.Decode(event.original_value, &conversion);
-    if (!again || again->reason != event.reason) {
-      report.Error(absl::StrCat(where, " original bytes on `rejected` do not reproduce ",
-                                reason));
+  OracleInput input;
+  input.clicks_topic = clicks_topic;
+  input.conversions_topic = conversions_topic;
+  absl::flat_hash_map<MessageRef, const ConsumedMessage*> raw;
+  absl::flat_hash_map<MessageRef, std::string> decode_verdict;  // "ok" or a reason
+  uint64_t decodable = 0;
+  for (const bool is_click : {true, false}) {
+    const std::string& topic = is_click ? clicks_topic : conversions_topic;
+    for (const ConsumedMessage& m : (*topics)[topic]) {
+      MessageRef ref{topic, m.partition, m.offset};
+      raw[ref] = &m;
+      std::optional<Invalid> invalid;
+      if (is_click) {
+        ClickInput& in = input.clicks[m.partition].emplace_back();
+        in.offset = m.offset;
+        invalid = input_decoder.Decode(m.value, &in.click);
+        if (invalid) in.invalid = invalid->reason;
+      } else {
+        ConversionInput& in = input.conversions[m.partition].emplace_back();
+        in.offset = m.offset;
+        invalid = input_decoder.Decode(m.value, &in.conversion);
+        if (invalid) in.invalid = invalid->reason;
+      }
+      if (!invalid) ++decodable;
+      decode_verdict[ref] = invalid ? Name(invalid->reason) : "ok";
     }
   }
-  uint64_t expected_clicks = 0, expected_conversions = 0, expected_valid = 0;
-  for (size_t i = 0; i < truth->records.size(); ++i) {
-    const TruthRecord& record = truth->records[i];
-    (record.kind == "click" ? expected_clicks : expected_conversions)++;
-    if (record.decode == "ok") {
-      ++expected_valid;
-    } else if (seen[i] == 0) {
-      report.Error(absl::StrCat(record.ref.topic, "/", record.ref.partition, "@",
-                                record.ref.offset, " should be rejected as ", record.decode,
-                                " but is not on `rejected` (lost)"));
+  for (const TruthRecord& record : truth->records) {
+    const std::string where = record.ref.ToString();
+    auto it = decode_verdict.find(record.ref);
+    if (it == decode_verdict.end()) {
+      report.Error("truth", absl::StrCat(where, " is in the ground truth but not on the topic"));
+    } else if (it->second != record.decode) {
+      report.Error("truth", absl::StrCat(where, " decodes as ", it->second,
+                                         ", the ground truth says ", record.decode));
+    }
+  }
+  for (const auto& [ref, verdict] : decode_verdict) {
+    if (!truth->by_ref.contains(ref)) {
+      report.Error("truth", absl::StrCat(ref.ToString(), " is on the topic but not in the truth"));
     }
   }
 
+  // ---- outputs: decode, and collect what the oracle takes as given
+  EventDecoder output_decoder(*output_format);
+  Observations observed;
+  struct ObservedRejection {
+    MessageRef source;
+    RejectedEvent event;
+  };
+  std::vector<ObservedRejection> rejections;
+  for (const ConsumedMessage& m : (*topics)[rejected_topic]) {
+    RejectedEvent event;
+    if (auto invalid = output_decoder.Decode(m.value, &event); invalid) {
+      report.Error("rejected", absl::StrCat(rejected_topic, "/", m.partition, "@", m.offset,
+                                            " does not decode: ", invalid->detail));
+      continue;
+    }
+    MessageRef ref{event.source_topic, event.source_partition, event.source_offset};
+    observed.rejected[ref] = event.reason;
+    if (event.reason == RejectReason::kIpClickFlood && ref.topic == clicks_topic) {
+      observed.flood_rejected.insert(ref);
+    }
+    rejections.push_back({std::move(ref), std::move(event)});
+  }
+  struct ObservedCommission {
+    int32_t partition;
+    int64_t offset;
+    Commission commission;
+  };
+  std::vector<ObservedCommission> commissions;
+  for (const ConsumedMessage& m : (*topics)[commissions_topic]) {
+    Commission c;
+    if (auto invalid = output_decoder.Decode(m.value, &c); invalid) {
+      report.Error("commissions", absl::StrCat(commissions_topic, "/", m.partition, "@", m.offset,
+                                               " does not decode: ", invalid->detail));
+      continue;
+    }
+    observed.commission_ids[{c.offer_id, c.goal, c.conversion_id}].insert(c.commission_id);
+    commissions.push_back({m.partition, m.offset, std::move(c)});
+  }
+  std::vector<UnattributedConversion> unattributed;
+  for (const ConsumedMessage& m : (*topics)[unattributed_topic]) {
+    UnattributedConversion u;
+    if (auto invalid = output_decoder.Decode(m.value, &u); invalid) {
+      report.Error("unattributed", absl::StrCat(unattributed_topic, "/", m.partition, "@", m.offset,
+                                                " does not decode: ", invalid->detail));
+      continue;
+    }
+    unattributed.push_back(std::move(u));
+  }
+
+  // ---- the oracle
+  const OracleOutput expected = RunOracle(input, rules, observed);
+  for (const std::string& problem : expected.problems) report.Error("flood", problem);
+
+  // Every input message has exactly one fate; `fate` describes it for the
+  // mismatch messages.
+  absl::flat_hash_map<MessageRef, std::string> fate;
+  auto set_fate = [&](const MessageRef& ref, std::string what) {
+    auto [it, inserted] = fate.emplace(ref, what);
+    if (!inserted && it->second != what) {
+      report.Error("accounting", absl::StrCat("oracle gives ", ref.ToString(),
+                                              " two fates: ", it->second, " and ", what));
+    }
+  };
+  for (const MessageRef& ref : expected.accepted_clicks) set_fate(ref, "an accepted click");
+  for (const ExpectedCommission& c : expected.commissions) set_fate(c.source, "attributed");
+  for (const ExpectedRejection& r : expected.rejected) {
+    set_fate(r.ref, absl::StrCat("rejected as ", Name(r.reason)));
+  }
+  for (const ExpectedUnattributed& u : expected.unattributed) {
+    set_fate(u.ref, absl::StrCat("unattributed (", UnattributedReasonName(u.reason), ")"));
+  }
+  for (const MessageRef& ref : expected.pending) set_fate(ref, "pending");
+  uint64_t attributed_messages = 0;
+  {
+    absl::flat_hash_map<MessageRef, bool> seen;
+    for (const ExpectedCommission& c : expected.commissions) seen[c.source] = true;
+    attributed_messages = seen.size();
+  }
+  const uint64_t inputs = expected.stats.clicks + expected.stats.conversions;
+  const uint64_t accounted = expected.accepted_clicks.size() + attributed_messages +
+                             expected.rejected.size() + expected.unattributed.size() +
+                             expected.pending.size();
+  if (fate.size() != raw.size() || accounted != inputs) {
+    report.Error("accounting", absl::StrCat(inputs, " input messages but ", accounted,
+                                            " fates for ", fate.size(), " messages"));
+  }
+  auto fate_of = [&](const MessageRef& ref) -> std::string {
+    auto it = fate.find(ref);
+    return it == fate.end() ? std::string("not an input message") : it->second;
+  };
+
+  // ---- rejected
+  std::map<std::string, uint64_t> expected_by_reason, observed_by_reason;
+  absl::flat_hash_map<MessageRef, RejectReason> expected_rejected;
+  for (const ExpectedRejection& r : expected.rejected) {
+    expected_rejected[r.ref] = r.reason;
+    ++expected_by_reason[Name(r.reason)];
+  }
+  absl::flat_hash_map<MessageRef, int> rejected_seen;
+  for (const ObservedRejection& r : rejections) {
+    const std::string where = r.source.ToString();
+    const std::string reason = Name(r.event.reason);
+    ++observed_by_reason[reason];
+    if (++rejected_seen[r.source] > 1) {
+      report.Error("rejected", absl::StrCat(where, " is on `rejected` more than once"));
+      continue;
+    }
+    auto it = expected_rejected.find(r.source);
+    if (it == expected_rejected.end()) {
+      report.Error("rejected", absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
+                                            "), expected: ", fate_of(r.source)));
+      continue;
+    }
+    if (it->second != r.event.reason) {
+      report.Error("rejected", absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
+                                            "), expected ", Name(it->second)));
+    }
+    if (auto m = raw.find(r.source); m != raw.end()) {
+      if (m->second->value != r.event.original_value || m->second->key != r.event.original_key) {
+        report.Error("rejected", absl::StrCat(where,
+                                              ": the original key/value on `rejected` "
+                                              "differ from the input message's bytes"));
+      }
+    }
+  }
+  for (const ExpectedRejection& r : expected.rejected) {
+    if (!rejected_seen.contains(r.ref)) {
+      report.Error("rejected", absl::StrCat(r.ref.ToString(), " should be rejected as ",
+                                            Name(r.reason), " but is not on `rejected`"));
+    }
+  }
+
+  // ---- commissions: multiset, then the order of each id's statuses
+  std::map<std::string, int64_t> commission_diff;
+  std::map<std::string, std::vector<std::string>> expected_sequence, observed_sequence;
+  for (const ExpectedCommission& c : expected.commissions) {
+    ++commission_diff[CommissionKey(c.commission)];
+    expected_sequence[c.commission.commission_id].push_back(CommissionKey(c.commission));
+  }
+  absl::flat_hash_map<std::string, int32_t> id_partition;
+  for (const ObservedCommission& c : commissions) {
+    --commission_diff[CommissionKey(c.commission)];
+    observed_sequence[c.commission.commission_id].push_back(CommissionKey(c.commission));
+    auto [it, inserted] = id_partition.emplace(c.commission.commission_id, c.partition);
+    if (!inserted && it->second != c.partition) {
+      report.Error("commissions",
+                   absl::StrCat("commission ", c.commission.commission_id, " is on partitions ",
+                                it->second, " and ", c.partition, " (its key must be its id)"));
+    }
+  }
+  std::erase_if(commission_diff, [](const auto& kv) { return kv.second == 0; });
+  CompareMultisets("commissions", commission_diff, report);
+  uint64_t order_errors = 0;
+  for (const auto& [id, sequence] : expected_sequence) {
+    auto it = observed_sequence.find(id);
+    if (it == observed_sequence.end() || it->second == sequence) continue;
+    if (std::is_permutation(sequence.begin(), sequence.end(), it->second.begin(),
+                            it->second.end())) {
+      ++order_errors;
+      std::string got;
+      for (const std::string& s : it->second) absl::StrAppend(&got, "\n    ", s);
+      std::string want;
+      for (const std::string& s : sequence) absl::StrAppend(&want, "\n    ", s);
+      report.Error("commissions", absl::StrCat("commission ", id, ": statuses in the wrong order;",
+                                               " on the topic:", got, "\n  expected:", want));
+    }
+  }
+
+  // ---- unattributed
+  std::map<std::string, int64_t> unattributed_diff;
+  for (const ExpectedUnattributed& u : expected.unattributed) {
+    ++unattributed_diff[UnattributedKey(u.conversion, u.reason)];
+  }
+  for (const UnattributedConversion& u : unattributed) {
+    --unattributed_diff[UnattributedKey(u.conversion, u.reason)];
+  }
+  std::erase_if(unattributed_diff, [](const auto& kv) { return kv.second == 0; });
+  CompareMultisets("unattributed", unattributed_diff, report);
+
+  // ---- the processor's own summary
   if (const std::string path = absl::GetFlag(FLAGS_processor_summary); !path.empty()) {
     std::ifstream in(path);
     std::stringstream buffer;
@@ -184,31 +509,79 @@ int Run() {
     simdjson::ondemand::parser parser;
     simdjson::ondemand::document doc;
     uint64_t clicks_in = 0, conversions_in = 0, valid_clicks = 0, valid_conversions = 0;
-    if (parser.iterate(padded).get(doc) != simdjson::SUCCESS ||
+    if (!in || parser.iterate(padded).get(doc) != simdjson::SUCCESS ||
         doc["clicks_in"].get_uint64().get(clicks_in) != simdjson::SUCCESS ||
         doc["conversions_in"].get_uint64().get(conversions_in) != simdjson::SUCCESS ||
         doc["valid_clicks"].get_uint64().get(valid_clicks) != simdjson::SUCCESS ||
         doc["valid_conversions"].get_uint64().get(valid_conversions) != simdjson::SUCCESS) {
-      report.Error(absl::StrCat("processor summary '", path, "' is not readable"));
+      report.Error("summary", absl::StrCat("processor summary '", path, "' is not readable"));
     } else {
-      if (clicks_in != expected_clicks || conversions_in != expected_conversions) {
-        report.Error(absl::StrCat("processor consumed ", clicks_in, " clicks and ",
-                                  conversions_in, " conversions; produced were ",
-                                  expected_clicks, " and ", expected_conversions));
+      if (clicks_in != expected.stats.clicks || conversions_in != expected.stats.conversions) {
+        report.Error("summary",
+                     absl::StrCat("processor consumed ", clicks_in, " clicks and ", conversions_in,
+                                  " conversions; the topics hold ", expected.stats.clicks, " and ",
+                                  expected.stats.conversions));
       }
-      if (valid_clicks + valid_conversions != expected_valid) {
-        report.Error(absl::StrCat("processor passed on ", valid_clicks + valid_conversions,
-                                  " valid events; expected ", expected_valid));
+      if (valid_clicks + valid_conversions != decodable) {
+        report.Error("summary",
+                     absl::StrCat("processor passed on ", valid_clicks + valid_conversions,
+                                  " valid events; expected ", decodable));
+      }
+      // Optional: only newer processors report it. It counts waiting
+      // conversions; the status changes queued behind them are not extra.
+      uint64_t pending = 0;
+      if (doc["pending"].get_uint64().get(pending) == simdjson::SUCCESS &&
+          pending != expected.stats.pending_conversions) {
+        report.Error("summary",
+                     absl::StrCat("processor reports ", pending, " pending conversions; expected ",
+                                  expected.stats.pending_conversions, " (", expected.pending.size(),
+                                  " messages)"));
       }
     }
   }
 
-  std::cout << "tally-verify: " << truth->records.size() << " input messages, "
-            << rejected->size() << " on rejected";
-  for (const auto& [reason, count] : rejected_by_reason) {
-    std::cout << " " << reason << "=" << count;
+  // ---- summary
+  const OracleStats& s = expected.stats;
+  auto reasons = [](const std::map<std::string, uint64_t>& by_reason) {
+    std::string out;
+    for (const auto& [reason, count] : by_reason) absl::StrAppend(&out, " ", reason, "=", count);
+    return out;
+  };
+  auto errors_in = [&](const std::string& category) {
+    auto it = report.by_category.find(category);
+    return it == report.by_category.end() ? uint64_t{0} : it->second;
+  };
+  std::cout << "tally-verify: input " << s.clicks << " clicks on " << input.clicks.size()
+            << " partitions, " << s.conversions << " conversions on " << input.conversions.size()
+            << " partitions, " << decodable << " decodable\n";
+  std::cout << "tally-verify: truth " << truth->records.size() << " records, " << errors_in("truth")
+            << " mismatches\n";
+  std::cout << "tally-verify: clicks accepted " << s.accepted_clicks << "; flood groups "
+            << s.flood_groups << ", over the limit " << s.flood_groups_over_limit << ", "
+            << errors_in("flood") << " with a wrong number of flood rejections\n";
+  std::cout << "tally-verify: conversions attributed " << attributed_messages << ", unattributed "
+            << expected.unattributed.size() << ", pending " << s.pending_conversions << " ("
+            << expected.pending.size() << " messages); interleaving-dependent "
+            << s.interleaving_dependent
+            << " (decided by the observed output: " << s.decided_by_observation << ")\n";
+  std::cout << "tally-verify: commissions expected " << expected.commissions.size()
+            << ", on the topic " << commissions.size() << ", " << errors_in("commissions")
+            << " mismatches (" << order_errors << " in status order)\n";
+  std::cout << "tally-verify: rejected expected " << expected.rejected.size() << ","
+            << reasons(expected_by_reason) << "\n";
+  std::cout << "tally-verify: rejected on the topic " << rejections.size() << ","
+            << reasons(observed_by_reason) << "; " << errors_in("rejected") << " mismatches\n";
+  std::cout << "tally-verify: unattributed expected " << expected.unattributed.size()
+            << ", on the topic " << unattributed.size() << ", " << errors_in("unattributed")
+            << " mismatches\n";
+  std::cout << "tally-verify: accounting " << inputs << " inputs = " << s.accepted_clicks
+            << " accepted clicks + " << attributed_messages << " attributed + "
+            << expected.rejected.size() << " rejected + " << expected.unattributed.size()
+            << " unattributed + " << expected.pending.size() << " pending; "
+            << errors_in("accounting") << " mismatches\n";
+  if (report.by_category.contains("summary")) {
+    std::cout << "tally-verify: processor summary " << errors_in("summary") << " mismatches\n";
   }
-  std::cout << "\n";
   if (report.errors == 0) {
     std::cout << "tally-verify: EXACT MATCH\n";
     return 0;
@@ -222,16 +595,20 @@ int Run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Compares Tally's output topics with tally-loadgen's ground truth.\n"
-      "  tally-verify --bootstrap-servers=HOST:PORT --truth=FILE [--processor-summary=FILE]");
+      "Computes what Tally must output for the input topics and compares it with the output "
+      "topics.\n"
+      "  tally-verify --bootstrap-servers=HOST:PORT --truth=FILE [--input-format=json] "
+      "[--format=json]\n"
+      "      [--offers-file=F] [--bot-user-agents-file=F] [--ip-blocklist-file=F]\n"
+      "      [--max-clicks-per-ip=20] [--flood-window=1m] [--attribution-key=click_id]\n"
+      "      [--pending-grace=10m] [--processor-summary=FILE]");
   // Accept --flag-name as well as --flag_name, like the other Tally tools.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> argv_underscored;
   for (std::string& arg : args) {
     if (arg.size() > 2 && arg.compare(0, 2, "--") == 0) {
       const size_t name_end = std::min(arg.find('='), arg.size());
-      std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(name_end), '-',
-                   '_');
+      std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(name_end), '-', '_');
     }
     argv_underscored.push_back(arg.data());
   }

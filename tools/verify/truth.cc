@@ -10,7 +10,8 @@ namespace tally::verify {
 namespace {
 
 absl::Status LineError(const std::string& path, size_t line, std::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", absl::string_view(what.data(), what.size())));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ":", line, ": ", absl::string_view(what.data(), what.size())));
 }
 
 }  // namespace
@@ -69,7 +70,9 @@ absl::StatusOr<GroundTruth> LoadGroundTruth(const std::string& path) {
         bool is_null = false;
         if (value.is_null().get(is_null) == simdjson::SUCCESS && is_null) continue;
         if (value.get_string().get(s) != simdjson::SUCCESS) {
-          return LineError(path, line_no, absl::StrCat("'", absl::string_view(key.data(), key.size()), "' is not a string"));
+          return LineError(
+              path, line_no,
+              absl::StrCat("'", absl::string_view(key.data(), key.size()), "' is not a string"));
         }
         std::string& target =
             key == "kind" ? record.kind : (key == "id" ? record.id : record.decode);
@@ -83,8 +86,8 @@ absl::StatusOr<GroundTruth> LoadGroundTruth(const std::string& path) {
     const size_t index = truth.records.size();
     if (!truth.by_ref.emplace(record.ref, index).second) {
       return LineError(path, line_no,
-                       absl::StrCat("two records for ", record.ref.topic, "/",
-                                    record.ref.partition, "@", record.ref.offset));
+                       absl::StrCat("two records for ", record.ref.topic, "/", record.ref.partition,
+                                    "@", record.ref.offset));
     }
     truth.records.push_back(std::move(record));
   }

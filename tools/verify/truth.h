@@ -6,24 +6,13 @@
 
 #include <cstdint>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "tools/verify/message_ref.h"
 
 namespace tally::verify {
-
-struct MessageRef {
-  std::string topic;
-  int32_t partition = -1;
-  int64_t offset = -1;
-  template <typename H>
-  friend H AbslHashValue(H h, const MessageRef& m) {
-    return H::combine(std::move(h), m.topic, m.partition, m.offset);
-  }
-  friend bool operator==(const MessageRef&, const MessageRef&) = default;
-};
 
 struct TruthRecord {
   MessageRef ref;

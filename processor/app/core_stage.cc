@@ -1,0 +1,389 @@
+#include "processor/app/core_stage.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "processor/common/log.h"
+#include "processor/dedup/dedup_key.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace tally {
+namespace {
+
+constexpr char kLog[] = "core";
+
+// Adapts the joiner's sink to the Processor's Outputs for one event.
+class SinkAdapter final : public JoinSink {
+ public:
+  explicit SinkAdapter(Outputs& out) : out_(out) {}
+  void Commission(const tally::Commission& commission) override { out_.Commission(commission); }
+  void Reject(const SourceRef& source, RejectReason reason, std::string_view detail) override {
+    out_.Reject(ToEventSource(source), reason, detail);
+  }
+  void Unattributed(const UnattributedConversion& conversion, const SourceRef&) override {
+    out_.Unattributed(conversion);
+  }
+  void Retained(const SourceRef& source) override { out_.Retained(ToEventSource(source)); }
+
+ private:
+  static EventSource ToEventSource(const SourceRef& s) {
+    return EventSource{s.topic, s.partition, s.offset, s.key, s.value};
+  }
+  Outputs& out_;
+};
+
+SourceRef ToSourceRef(const EventSource& s) {
+  return SourceRef{s.topic, s.partition, s.offset, s.key, s.value};
+}
+
+}  // namespace
+
+// Counters mirror monotonic component counters: each refresh adds the
+// difference since the previous one (components count with relaxed atomics
+// on their hot paths; Prometheus objects are not touched per event).
+struct CoreStage::Metrics {
+  explicit Metrics(prometheus::Registry& r)
+      : pending(prometheus::BuildGauge()
+                    .Name("tally_pending_conversions")
+                    .Help("Conversions waiting for a late click, all owned partitions")
+                    .Register(r)
+                    .Add({})),
+        cache_bytes(prometheus::BuildGauge()
+                        .Name("tally_state_cache_usage_bytes")
+                        .Help("RocksDB block cache + memtables of all state stores (the one cap)")
+                        .Register(r)
+                        .Add({})),
+        replayed(prometheus::BuildCounter()
+                     .Name("tally_replayed_events_skipped_total")
+                     .Help("Replayed input events the committed state already covered")
+                     .Register(r)
+                     .Add({})),
+        dedup_lookups(prometheus::BuildCounter()
+                          .Name("tally_dedup_authority_lookups_total")
+                          .Help("Dedup checks answered by the durable index (RocksDB)")
+                          .Register(r)
+                          .Add({})),
+        dedup_evictions(prometheus::BuildCounter()
+                            .Name("tally_dedup_pressure_evictions_total")
+                            .Help("Dedup table watermark raises forced by a full probe window")
+                            .Register(r)
+                            .Add({})),
+        flood_overflows(prometheus::BuildCounter()
+                            .Name("tally_fraud_flood_table_overflows_total")
+                            .Help("Clicks accepted because the flood counter table was full")
+                            .Register(r)
+                            .Add({})),
+        fraud_reloads(prometheus::BuildCounter()
+                          .Name("tally_fraud_rule_reloads_total")
+                          .Help("Fraud rule reloads (SIGHUP) by result")
+                          .Register(r)),
+        reload_ok(fraud_reloads.Add({{"result", "ok"}})),
+        reload_failed(fraud_reloads.Add({{"result", "failed"}})) {}
+
+  static void Advance(prometheus::Counter& counter, uint64_t now, uint64_t* last) {
+    if (now > *last) counter.Increment(static_cast<double>(now - *last));
+    *last = now;
+  }
+
+  prometheus::Gauge& pending;
+  prometheus::Gauge& cache_bytes;
+  prometheus::Counter& replayed;
+  prometheus::Counter& dedup_lookups;
+  prometheus::Counter& dedup_evictions;
+  prometheus::Counter& flood_overflows;
+  prometheus::Family<prometheus::Counter>& fraud_reloads;
+  prometheus::Counter& reload_ok;
+  prometheus::Counter& reload_failed;
+  uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0,
+           last_reloads = 0, last_reload_failures = 0;
+};
+
+struct CoreStage::Task {
+  TaskStore* store = nullptr;
+  std::unique_ptr<Joiner> joiner;
+  // Offsets this batch covers per input topic, for CommitBatch.
+  bool touched = false;
+};
+
+CoreStage::CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers)
+    : options_(options), offers_(std::move(offers)) {}
+
+CoreStage::~CoreStage() {
+  // A batch that never reached CommitBatch is forgotten by the deduplicator
+  // too; its events are replayed by whoever owns the partitions next.
+  if (dedup_batch_ != nullptr) dedup_->Abort(std::move(dedup_batch_));
+  tasks_.clear();
+}
+
+absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
+    const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
+    prometheus::Registry* registry) {
+  if (offers == nullptr) return absl::InvalidArgumentError("offers.file: no offers catalog");
+  if (offers->max_attribution_window_ms() > options.dedup.horizon_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dedup.horizon: ", options.dedup.horizon_ms, " ms is shorter than the longest attribution ",
+        "window of offers.file (", offers->max_attribution_window_ms(), " ms)"));
+  }
+  if (absl::Status s = options.dedup.Validate(); !s.ok()) return s;
+  auto stage = std::unique_ptr<CoreStage>(new CoreStage(options, std::move(offers)));
+  auto stores = StateStores::Create(options.state);
+  if (!stores.ok()) return stores.status();
+  stage->stores_ = std::move(*stores);
+  auto fraud = FraudFilter::Create(options.fraud);
+  if (!fraud.ok()) return fraud.status();
+  stage->fraud_ = std::move(*fraud);
+  if (absl::Status s = stage->RebuildDeduplicator(); !s.ok()) return s;
+  if (registry != nullptr) stage->metrics_ = std::make_unique<Metrics>(*registry);
+  return stage;
+}
+
+void CoreStage::SetInputPartitionCount(int32_t partitions) {
+  input_partitions_ = std::max<int32_t>(1, partitions);
+}
+
+absl::Status CoreStage::ReloadFraudRules() { return fraud_->Reload(); }
+
+CoreStageCounters CoreStage::counters() const { return counters_; }
+
+void CoreStage::CountPending() {
+  uint64_t pending = 0;
+  for (const auto& [partition, task] : tasks_) {
+    pending += static_cast<uint64_t>(task->store->pending_count());
+  }
+  counters_.pending = pending;
+}
+
+void CoreStage::Remember(const absl::Status& status) {
+  if (error_.ok() && !status.ok()) error_ = status;
+}
+
+absl::Status CoreStage::RebuildDeduplicator() {
+  if (dedup_batch_ != nullptr) {
+    return absl::FailedPreconditionError("dedup: rebuild while a batch is open");
+  }
+  dedup_.reset();
+  auto dedup = Deduplicator::Create(options_.dedup, stores_.get());
+  if (!dedup.ok()) return dedup.status();
+  // Warm up from the newest event time any open store has seen: keys older
+  // than horizon + skew before it can no longer matter (kTooOld).
+  TimestampMs latest = kNoWatermark;
+  for (int32_t p : stores_->open_partitions()) {
+    TaskStore* store = stores_->Find(p);
+    latest = std::max({latest, store->click_watermark(), store->conversion_watermark()});
+  }
+  const TimestampMs since =
+      latest == kNoWatermark ? kNoWatermark
+                             : latest - options_.dedup.horizon_ms - options_.dedup.repeat_skew_ms;
+  if (absl::Status s = (*dedup)->WarmUp(since); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("dedup warm-up: ", s.message()));
+  }
+  dedup_ = std::move(*dedup);
+  dedup_stale_ = false;
+  return absl::OkStatus();
+}
+
+CoreStage::Task* CoreStage::TaskFor(int32_t partition) {
+  auto it = tasks_.find(partition);
+  if (it != tasks_.end()) return it->second.get();
+  // An event of a partition whose assignment callback we have not seen
+  // cannot happen with librdkafka; open it rather than drop the event.
+  OnPartitionsAssigned({partition});
+  it = tasks_.find(partition);
+  return it == tasks_.end() ? nullptr : it->second.get();
+}
+
+bool CoreStage::AlreadyApplied(Task& task, const EventSource& source) const {
+  const std::optional<int64_t> next = task.store->NextOffset(source.topic);
+  return next.has_value() && source.offset < *next;
+}
+
+void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& out) {
+  if (!error_.ok()) return;
+  Task* task = TaskFor(source.partition);
+  if (task == nullptr) return;
+  if (AlreadyApplied(*task, source)) {
+    ++counters_.replayed_skipped;
+    return;
+  }
+  task->touched = true;
+  if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
+  SinkAdapter sink(out);
+  const DedupKey key = ClickKey(click.click_id);
+  absl::StatusOr<DedupOutcome> outcome = dedup_->Check(*dedup_batch_, key, click.event_time_ms);
+  if (!outcome.ok()) return Remember(outcome.status());
+  switch (*outcome) {
+    case DedupOutcome::kDuplicate:
+      out.Reject(source, RejectReason::kDuplicateClick, "click_id seen before");
+      Remember(task->joiner->ObserveClickTime(click.event_time_ms, sink));
+      return;
+    case DedupOutcome::kNew:
+      Remember(task->joiner->RecordDedupKey(key, click.event_time_ms));
+      break;
+    case DedupOutcome::kTooOld:
+      // Older than every window of the stream: it can earn nothing, and its
+      // id is not recorded. Storing it (idempotently, by click id) keeps the
+      // accounting simple; the state TTL drops it.
+      ++counters_.dedup_too_old;
+      break;
+  }
+  if (std::optional<RejectReason> fraud = fraud_->Check(click); fraud.has_value()) {
+    const char* detail = *fraud == RejectReason::kBotUserAgent ? "user agent matches a bot pattern"
+                         : *fraud == RejectReason::kIpBlocklisted ? "IP inside a blocklisted range"
+                                                                  : "too many clicks from this IP "
+                                                                    "in the flood window";
+    out.Reject(source, *fraud, detail);
+    Remember(task->joiner->ObserveClickTime(click.event_time_ms, sink));
+    return;
+  }
+  Remember(task->joiner->OnClick(click, ToSourceRef(source), sink));
+}
+
+void CoreStage::OnConversion(const Conversion& conversion, const EventSource& source,
+                             Outputs& out) {
+  if (!error_.ok()) return;
+  Task* task = TaskFor(source.partition);
+  if (task == nullptr) return;
+  if (AlreadyApplied(*task, source)) {
+    ++counters_.replayed_skipped;
+    return;
+  }
+  task->touched = true;
+  if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
+  SinkAdapter sink(out);
+  const DedupKey key = ConversionKey(conversion.offer_id, conversion.goal, conversion.conversion_id,
+                                     conversion.status);
+  absl::StatusOr<DedupOutcome> outcome =
+      dedup_->Check(*dedup_batch_, key, conversion.event_time_ms);
+  if (!outcome.ok()) return Remember(outcome.status());
+  switch (*outcome) {
+    case DedupOutcome::kDuplicate:
+      out.Reject(source, RejectReason::kDuplicateConversion,
+                 "same offer, goal, conversion_id and status seen before");
+      return;
+    case DedupOutcome::kTooOld: {
+      ++counters_.dedup_too_old;
+      UnattributedConversion u;
+      u.conversion = conversion;
+      u.reason = UnattributedReason::kOutsideWindow;
+      u.detail = "older than the dedup horizon behind the newest event";
+      out.Unattributed(u);
+      return;
+    }
+    case DedupOutcome::kNew:
+      Remember(task->joiner->RecordDedupKey(key, conversion.event_time_ms));
+      break;
+  }
+  Remember(task->joiner->OnConversion(conversion, ToSourceRef(source), sink));
+}
+
+absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, Outputs& out) {
+  if (!error_.ok()) return error_;
+  SinkAdapter sink(out);
+  for (auto& [partition, task] : tasks_) {
+    if (!task->touched) continue;
+    if (absl::Status s = task->joiner->Advance(sink); !s.ok()) return s;
+  }
+  return error_;
+}
+
+absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
+  if (!error_.ok()) return error_;
+  // Positions per partition: partition p of both inputs is one task.
+  std::map<int32_t, std::vector<InputPosition>> by_partition;
+  for (const Position& p : next_offsets) {
+    by_partition[p.partition].push_back(InputPosition{p.topic, p.next_offset});
+  }
+  for (auto& [partition, task] : tasks_) {
+    auto it = by_partition.find(partition);
+    if (!task->touched && it == by_partition.end()) continue;
+    static const std::vector<InputPosition> kNone;
+    const std::vector<InputPosition>& positions = it == by_partition.end() ? kNone : it->second;
+    if (absl::Status s = task->joiner->Commit(positions); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("partition ", partition, ": ", s.message()));
+    }
+    task->touched = false;
+  }
+  // Only now are the batch's accepted ids in the durable index.
+  if (dedup_batch_ != nullptr) dedup_->Commit(std::move(dedup_batch_));
+  CountPending();
+  PublishMetrics();
+  return absl::OkStatus();
+}
+
+void CoreStage::PublishMetrics() {
+  if (metrics_ == nullptr) return;
+  Metrics& m = *metrics_;
+  m.pending.Set(static_cast<double>(counters_.pending));
+  m.cache_bytes.Set(static_cast<double>(stores_->cache_usage_bytes()));
+  Metrics::Advance(m.replayed, counters_.replayed_skipped, &m.last_replayed);
+  const DedupCounters& d = dedup_->counters();
+  // The deduplicator is rebuilt on assignment changes (its counters restart
+  // at zero): Advance ignores a decrease and resumes from the new value.
+  Metrics::Advance(m.dedup_lookups,
+                   d.authority_lookups_fingerprint_hit.load(std::memory_order_relaxed) +
+                       d.authority_lookups_below_watermark.load(std::memory_order_relaxed) +
+                       d.authority_lookups_contention.load(std::memory_order_relaxed),
+                   &m.last_lookups);
+  Metrics::Advance(m.dedup_evictions, d.pressure_evictions.load(std::memory_order_relaxed),
+                   &m.last_evictions);
+  const FraudCounters f = fraud_->counters();
+  Metrics::Advance(m.flood_overflows, f.flood_table_overflows, &m.last_overflows);
+  Metrics::Advance(m.reload_ok, f.reloads, &m.last_reloads);
+  Metrics::Advance(m.reload_failed, f.reload_failures, &m.last_reload_failures);
+}
+
+void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
+  bool grew = false;
+  for (int32_t p : partitions) {
+    if (tasks_.contains(p)) continue;
+    absl::StatusOr<TaskStore*> store = stores_->Open(p);
+    if (!store.ok()) {
+      Remember(absl::Status(
+          store.status().code(),
+          absl::StrCat("opening the state of partition ", p, ": ", store.status().message())));
+      continue;
+    }
+    auto task = std::make_unique<Task>();
+    task->store = *store;
+    JoinOptions join = options_.join;
+    join.max_pending_conversions =
+        options_.max_pending_conversions <= 0
+            ? 0
+            : std::max<int64_t>(1, options_.max_pending_conversions / input_partitions_);
+    task->joiner = std::make_unique<Joiner>(*store, offers_.get(), join);
+    tasks_.emplace(p, std::move(task));
+    grew = true;
+    TALLY_LOG(kInfo, kLog, "partition ", p, ": state opened at ", (*store)->directory(),
+              ", pending ", (*store)->pending_count());
+  }
+  CountPending();
+  // The shared dedup table must know the committed ids of every partition
+  // this instance now owns before it answers for them.
+  if (grew) {
+    if (dedup_batch_ != nullptr) {
+      // Assignment inside a batch (never from the Processor, which only
+      // polls between batches): keep the table; the durable index still
+      // decides every slow path.
+      dedup_stale_ = true;
+    } else {
+      Remember(RebuildDeduplicator());
+    }
+  }
+}
+
+void CoreStage::OnPartitionsRevoked(const std::vector<int32_t>& partitions) {
+  for (int32_t p : partitions) {
+    auto it = tasks_.find(p);
+    if (it == tasks_.end()) continue;
+    it->second->joiner.reset();
+    tasks_.erase(it);
+    // Committed state stays on disk: if the partition comes back, it
+    // resumes where it stood.
+    Remember(stores_->Close(p));
+  }
+}
+
+}  // namespace tally

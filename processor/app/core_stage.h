@@ -1,0 +1,124 @@
+// The pipeline core behind the PipelineStage seam: dedup -> fraud filter ->
+// joiner (attribution windows in RocksDB) -> commissions.
+//
+//   click:      dedup by click id (duplicate_click) -> fraud rules in order
+//               (bot_user_agent, ip_blocklisted, ip_click_flood) -> state
+//   conversion: dedup by identity + status (duplicate_conversion) -> joiner
+//               (candidates, ctit, pending, ledger) -> commissions |
+//               rejected | unattributed | pending
+//
+// Ownership: one TaskStore + Joiner per assigned input partition (partition
+// p of `clicks` and partition p of `conversions` are one task, which is why
+// the inputs must be co-partitioned). The deduplicator and the fraud filter
+// are shared by all tasks.
+//
+// Batch protocol (see pipeline.h): events of a batch change the tasks'
+// uncommitted state; EndBatch resolves pending conversions whose grace has
+// passed; CommitBatch, called once the batch's outputs are acknowledged,
+// writes each task's state atomically with its next input offsets and then
+// commits the dedup batch. A crash between CommitBatch and the Kafka offset
+// commit replays events the state already covers: they are recognised by
+// the task's stored positions and skipped (their outputs were acknowledged
+// before the state was written).
+//
+// Threading: every call comes from the Processor's polling thread.
+#ifndef TALLY_PROCESSOR_APP_CORE_STAGE_H_
+#define TALLY_PROCESSOR_APP_CORE_STAGE_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "processor/app/pipeline.h"
+#include "processor/dedup/deduplicator.h"
+#include "processor/fraud/fraud_filter.h"
+#include "processor/join/joiner.h"
+#include "processor/join/state_store.h"
+#include "processor/offers/offers.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace tally {
+
+struct CoreStageOptions {
+  std::string clicks_topic = "clicks";
+  std::string conversions_topic = "conversions";
+  StateStoreOptions state;
+  DedupOptions dedup;
+  FraudFilter::Options fraud;
+  JoinOptions join;
+  // processing.max_pending_conversions, divided among the input partitions
+  // (so a partition behaves the same on whichever instance runs it).
+  int64_t max_pending_conversions = 1'000'000;
+};
+
+// Monotonic counters for the summary and metrics.
+struct CoreStageCounters {
+  uint64_t replayed_skipped = 0;  // events the task state already covered
+  uint64_t dedup_too_old = 0;     // events older than the dedup horizon
+  // Conversions waiting in the state of the partitions owned at the last
+  // commit (kept across the final revocation, for the exit summary).
+  uint64_t pending = 0;
+};
+
+class CoreStage final : public PipelineStage {
+ public:
+  // Metrics (tally_pending_conversions, tally_dedup_*, tally_fraud_*,
+  // tally_state_*) are registered in `registry` when it is not null; they
+  // are refreshed once per committed batch.
+  static absl::StatusOr<std::unique_ptr<CoreStage>> Create(
+      const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
+      prometheus::Registry* registry = nullptr);
+  ~CoreStage() override;
+
+  void OnClick(const Click& click, const EventSource& source, Outputs& out) override;
+  void OnConversion(const Conversion& conversion, const EventSource& source, Outputs& out) override;
+  absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) override;
+  absl::Status CommitBatch(const std::vector<Position>& next_offsets) override;
+  void OnPartitionsAssigned(const std::vector<int32_t>& partitions) override;
+  void OnPartitionsRevoked(const std::vector<int32_t>& partitions) override;
+
+  // The input partition count (for the pending share).
+  void SetInputPartitionCount(int32_t partitions) override;
+  // SIGHUP: re-reads the fraud rule files (thread-safe).
+  absl::Status ReloadFraudRules();
+  CoreStageCounters counters() const;
+
+ private:
+  struct Task;
+  struct Metrics;
+  CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers);
+  Task* TaskFor(int32_t partition);
+  // Recreates the deduplicator over the committed keys of every open store.
+  // Called between batches whenever the assignment grows: the table must
+  // hold the hints of every partition this instance now owns.
+  absl::Status RebuildDeduplicator();
+  // Records the first error; the batch then fails in EndBatch (and is
+  // replayed after the restart), since a stage call cannot return one.
+  void Remember(const absl::Status& status);
+  bool AlreadyApplied(Task& task, const EventSource& source) const;
+  void PublishMetrics();
+  void CountPending();
+
+  const CoreStageOptions options_;
+  const std::shared_ptr<const OffersCatalog> offers_;
+  std::unique_ptr<StateStores> stores_;
+  std::unique_ptr<FraudFilter> fraud_;
+  std::unique_ptr<Deduplicator> dedup_;
+  std::unique_ptr<DedupBatch> dedup_batch_;
+  std::map<int32_t, std::unique_ptr<Task>> tasks_;
+  int32_t input_partitions_ = 1;
+  absl::Status error_;
+  bool dedup_stale_ = true;
+  CoreStageCounters counters_;
+  std::unique_ptr<Metrics> metrics_;
+};
+
+}  // namespace tally
+
+#endif  // TALLY_PROCESSOR_APP_CORE_STAGE_H_

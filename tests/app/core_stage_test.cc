@@ -1,0 +1,248 @@
+// The pipeline core as the Processor drives it: events of a batch, EndBatch,
+// CommitBatch; rebalances; a restart on the same state directory.
+#include "processor/app/core_stage.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace tally {
+namespace {
+
+constexpr TimestampMs kT0 = 1'767'225'600'000;  // 2026-01-01
+
+class RecordingOutputs final : public Outputs {
+ public:
+  void Commission(const tally::Commission& c) override { commissions.push_back(c); }
+  void Reject(const EventSource& source, RejectReason reason, std::string_view) override {
+    rejected.push_back({std::string(source.topic), source.offset, reason});
+  }
+  void Unattributed(const UnattributedConversion& u) override { unattributed.push_back(u); }
+  void Retained(const EventSource&) override { ++retained; }
+
+  struct Rejection {
+    std::string topic;
+    int64_t offset;
+    RejectReason reason;
+  };
+  std::vector<tally::Commission> commissions;
+  std::vector<Rejection> rejected;
+  std::vector<UnattributedConversion> unattributed;
+  int retained = 0;
+};
+
+class CoreStageTest : public ::testing::Test {
+ protected:
+  CoreStageTest() {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("tally-core-", getpid(), "-",
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Write("bots.txt", "# test patterns\nGooglebot\npython-requests\n");
+    Write("blocklist.txt", "198.51.100.0/24\n");
+  }
+  ~CoreStageTest() override { std::filesystem::remove_all(dir_); }
+
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
+
+  std::unique_ptr<CoreStage> MakeStage() {
+    auto offers = OffersCatalog::FromYaml(R"(
+defaults:
+  attribution_window: 1d
+  payouts:
+    sale: {cpa: {amount: 500, currency: EUR}}
+)",
+                                          "test");
+    EXPECT_TRUE(offers.ok()) << offers.status();
+    CoreStageOptions o;
+    o.state.dir = (dir_ / "state").string();
+    o.state.block_cache_bytes = 8 << 20;
+    o.state.write_buffer_bytes = 4 << 20;
+    o.dedup.table_slots = 1 << 12;
+    o.fraud.bot_user_agents_file = (dir_ / "bots.txt").string();
+    o.fraud.ip_blocklist_file = (dir_ / "blocklist.txt").string();
+    o.fraud.max_clicks_per_ip = 2;
+    o.fraud.flood_table_slots = 1 << 10;
+    auto stage = CoreStage::Create(o, *offers);
+    EXPECT_TRUE(stage.ok()) << stage.status();
+    (*stage)->SetInputPartitionCount(2);
+    (*stage)->OnPartitionsAssigned({0, 1});
+    return std::move(*stage);
+  }
+
+  static Click MakeClick(const std::string& id, TimestampMs ts, const std::string& ip) {
+    Click c;
+    c.click_id = id;
+    c.event_time_ms = ts;
+    c.affiliate_id = "aff-1";
+    c.offer_id = "off-1";
+    c.user_id = "u-" + id;
+    EXPECT_TRUE(IpAddress::Parse(ip, &c.ip));
+    c.user_agent = "Mozilla/5.0";
+    return c;
+  }
+
+  static Conversion MakeConversion(const std::string& id, const std::string& click_id,
+                                   TimestampMs ts, ConversionStatus status) {
+    Conversion c;
+    c.conversion_id = id;
+    c.event_time_ms = ts;
+    c.offer_id = "off-1";
+    c.click_id = click_id;
+    c.goal = "sale";
+    c.amount.minor = 10000;
+    EXPECT_TRUE(Currency::Parse("EUR", &c.amount.currency));
+    c.status = status;
+    return c;
+  }
+
+  // One batch on partition 0: clicks at offsets 0.., conversions at 0..
+  void RunBatch(CoreStage& stage, const std::vector<Click>& clicks,
+                const std::vector<Conversion>& conversions, RecordingOutputs& out,
+                int64_t first_click_offset = 0, int64_t first_conversion_offset = 0) {
+    int64_t o = first_click_offset;
+    for (const Click& c : clicks) stage.OnClick(c, EventSource{"clicks", 0, o++, "k", "v"}, out);
+    int64_t v = first_conversion_offset;
+    for (const Conversion& c : conversions) {
+      stage.OnConversion(c, EventSource{"conversions", 0, v++, "k", "v"}, out);
+    }
+    std::vector<PipelineStage::Position> positions = {{"clicks", 0, o}, {"conversions", 0, v}};
+    ASSERT_TRUE(stage.EndBatch(positions, out).ok());
+    ASSERT_TRUE(stage.CommitBatch(positions).ok());
+  }
+
+  std::filesystem::path dir_;
+};
+
+TEST_F(CoreStageTest, RulesApplyInOrderAndAConversionEarnsItsCommission) {
+  auto stage = MakeStage();
+  RecordingOutputs out;
+  RunBatch(*stage,
+           {MakeClick("c1", kT0, "203.0.113.1"),
+            MakeClick("c1", kT0, "203.0.113.1"),  // duplicate first, before any fraud rule
+            [] {
+              Click bot = MakeClick("c2", kT0 + 1, "198.51.100.7");  // bot AND blocklisted
+              bot.user_agent = "Mozilla/5.0 (compatible; Googlebot/2.1)";
+              return bot;
+            }(),
+            MakeClick("c3", kT0 + 2, "198.51.100.8"), MakeClick("c4", kT0 + 3, "192.0.2.1"),
+            MakeClick("c5", kT0 + 4, "192.0.2.1"), MakeClick("c6", kT0 + 5, "192.0.2.1")},
+           {MakeConversion("o1", "c1", kT0 + 60'000, ConversionStatus::kApproved)}, out);
+  ASSERT_EQ(out.rejected.size(), 4u);
+  EXPECT_EQ(out.rejected[0].reason, RejectReason::kDuplicateClick);
+  EXPECT_EQ(out.rejected[0].offset, 1);
+  EXPECT_EQ(out.rejected[1].reason, RejectReason::kBotUserAgent);
+  EXPECT_EQ(out.rejected[2].reason, RejectReason::kIpBlocklisted);
+  EXPECT_EQ(out.rejected[3].reason, RejectReason::kIpClickFlood);  // third click of 192.0.2.1
+  EXPECT_EQ(out.rejected[3].offset, 6);
+  EXPECT_EQ(out.retained, 3);  // c1, c4, c5
+  ASSERT_EQ(out.commissions.size(), 1u);
+  EXPECT_EQ(out.commissions[0].click_id, "c1");
+  EXPECT_EQ(out.commissions[0].payout.minor, 500);
+  EXPECT_EQ(out.commissions[0].status, ConversionStatus::kApproved);
+}
+
+TEST_F(CoreStageTest, ReplayOfCommittedOffsetsIsSkipped) {
+  auto stage = MakeStage();
+  RecordingOutputs first;
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")},
+           {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kPending)}, first);
+  ASSERT_EQ(first.commissions.size(), 1u);
+  // A crash after CommitBatch and before the Kafka offset commit: the same
+  // offsets come again. The state covers them; nothing is emitted twice and
+  // nothing is called a duplicate.
+  RecordingOutputs replay;
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")},
+           {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kPending)}, replay);
+  EXPECT_TRUE(replay.commissions.empty());
+  EXPECT_TRUE(replay.rejected.empty());
+  EXPECT_EQ(stage->counters().replayed_skipped, 2u);
+}
+
+TEST_F(CoreStageTest, RestartKeepsDedupAndAttributionState) {
+  {
+    auto stage = MakeStage();
+    RecordingOutputs out;
+    RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")}, {}, out);
+    EXPECT_EQ(out.retained, 1);
+  }
+  auto stage = MakeStage();  // same directory: a restarted instance
+  RecordingOutputs out;
+  // New offsets (a re-sent copy of c1 further down the log), then a
+  // conversion for the click stored before the restart.
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")},
+           {MakeConversion("o1", "c1", kT0 + 5000, ConversionStatus::kApproved)}, out, 1, 0);
+  ASSERT_EQ(out.rejected.size(), 1u);
+  EXPECT_EQ(out.rejected[0].reason, RejectReason::kDuplicateClick);
+  ASSERT_EQ(out.commissions.size(), 1u);
+  EXPECT_EQ(out.commissions[0].click_id, "c1");
+}
+
+TEST_F(CoreStageTest, StatusChangesReEmitAndUnknownReversalIsRejected) {
+  auto stage = MakeStage();
+  RecordingOutputs out;
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")},
+           {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kPending),
+            MakeConversion("o1", "c1", kT0 + 2000, ConversionStatus::kApproved),
+            MakeConversion("o1", "c1", kT0 + 3000, ConversionStatus::kApproved),
+            MakeConversion("o1", "c1", kT0 + 4000, ConversionStatus::kReversed),
+            MakeConversion("o9", "c1", kT0 + 5000, ConversionStatus::kReversed)},
+           out);
+  ASSERT_EQ(out.commissions.size(), 3u);
+  EXPECT_EQ(out.commissions[0].status, ConversionStatus::kPending);
+  EXPECT_EQ(out.commissions[1].status, ConversionStatus::kApproved);
+  EXPECT_EQ(out.commissions[2].status, ConversionStatus::kReversed);
+  EXPECT_EQ(out.commissions[2].payout.minor, -500);
+  EXPECT_EQ(out.commissions[0].commission_id, out.commissions[2].commission_id);
+  ASSERT_EQ(out.rejected.size(), 2u);
+  EXPECT_EQ(out.rejected[0].reason, RejectReason::kDuplicateConversion);
+  EXPECT_EQ(out.rejected[1].reason, RejectReason::kUnknownConversion);
+}
+
+TEST_F(CoreStageTest, ConversionBeforeItsClickWaitsAndIsAttributedWhenTheClickComes) {
+  auto stage = MakeStage();
+  RecordingOutputs out;
+  RunBatch(*stage, {}, {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kApproved)}, out);
+  EXPECT_EQ(out.retained, 1);
+  EXPECT_EQ(stage->counters().pending, 1u);
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")}, {}, out, 0, 1);
+  ASSERT_EQ(out.commissions.size(), 1u);
+  EXPECT_EQ(stage->counters().pending, 0u);
+}
+
+TEST_F(CoreStageTest, RevokedPartitionResumesFromItsCommittedState) {
+  auto stage = MakeStage();
+  RecordingOutputs out;
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")}, {}, out);
+  stage->OnPartitionsRevoked({0});
+  stage->OnPartitionsAssigned({0});
+  RunBatch(*stage, {}, {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kApproved)}, out,
+           1, 0);
+  ASSERT_EQ(out.commissions.size(), 1u);
+}
+
+TEST_F(CoreStageTest, HorizonShorterThanAWindowIsRefused) {
+  auto offers = OffersCatalog::FromYaml(
+      "defaults:\n  attribution_window: 60d\n  payouts:\n    sale: {revshare_bps: 100}\n", "t");
+  ASSERT_TRUE(offers.ok()) << offers.status();
+  CoreStageOptions o;
+  o.state.dir = (dir_ / "state").string();
+  o.fraud.bot_user_agents_file = (dir_ / "bots.txt").string();
+  o.fraud.ip_blocklist_file = (dir_ / "blocklist.txt").string();
+  auto stage = CoreStage::Create(o, *offers);
+  ASSERT_FALSE(stage.ok());
+  EXPECT_NE(stage.status().message().find("dedup.horizon"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tally

@@ -49,6 +49,7 @@ start=$(date +%s.%N)
     --set "fraud.bot_user_agents_file=$ROOT/deploy/config/bot_user_agents.txt" \
     --set "fraud.ip_blocklist_file=$ROOT/deploy/config/ip_blocklist.txt" \
     --set "offers.file=$ROOT/deploy/config/offers.yaml" \
+    --set fraud.flood_lateness=24h --set fraud.flood_table_slots=8388608 \
     --set "processing.stop_when_idle=2s" >"$OUT/summary.json" 2>"$OUT/tally.log"
 end=$(date +%s.%N)
 

@@ -52,8 +52,8 @@ int main(int argc, char** argv) {
   absl::Time idle_since = absl::InfiniteFuture();
   while (true) {
     batch.clear();
-    if (auto s = (*consumer)->Poll(absl::GetFlag(FLAGS_batch_max_messages),
-                                   absl::Milliseconds(100), &batch);
+    if (auto s = (*consumer)->Poll(absl::GetFlag(FLAGS_batch_max_messages), absl::Milliseconds(100),
+                                   &batch);
         !s.ok()) {
       std::cerr << s << "\n";
       return 1;

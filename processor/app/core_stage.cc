@@ -142,6 +142,7 @@ absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
 
 void CoreStage::SetInputPartitionCount(int32_t partitions) {
   input_partitions_ = std::max<int32_t>(1, partitions);
+  stores_->SetExpectedStoreCount(input_partitions_);
 }
 
 absl::Status CoreStage::ReloadFraudRules() { return fraud_->Reload(); }

@@ -89,6 +89,8 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.fraud.ip_blocklist_file = config.fraud.ip_blocklist_file;
   o.fraud.max_clicks_per_ip = config.fraud.max_clicks_per_ip;
   o.fraud.flood_window_ms = absl::ToInt64Milliseconds(config.fraud.flood_window);
+  o.fraud.flood_lateness_ms = absl::ToInt64Milliseconds(config.fraud.flood_lateness);
+  o.fraud.flood_table_slots = static_cast<size_t>(config.fraud.flood_table_slots);
   o.join.mode = config.processing.attribution_key == AttributionKey::kUserId
                     ? AttributionMode::kUserId
                     : AttributionMode::kClickId;

@@ -59,9 +59,9 @@ bool LogEnabled(LogLevel level) {
 }
 
 void LogLine(LogLevel level, std::string_view component, std::string_view message) {
-  std::string line = absl::StrCat(
-      absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
-      LevelName(level), " ", AsAbsl(component), ": ", AsAbsl(message), "\n");
+  std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()), " ",
+                   LevelName(level), " ", AsAbsl(component), ": ", AsAbsl(message), "\n");
   // One write(2) per line: atomic with respect to other writers for the
   // line lengths we produce (below PIPE_BUF for pipes, always for files
   // opened O_APPEND).
@@ -79,8 +79,7 @@ std::string RedactForLog(std::string_view value) {
   if (g_pii.load(std::memory_order_relaxed)) return std::string(value);
   // absl::Hash is salted per process, which is what we want: correlation
   // inside one process's logs, nothing reversible across deployments.
-  return absl::StrFormat("h:%08x",
-                         static_cast<uint32_t>(absl::Hash<std::string_view>{}(value)));
+  return absl::StrFormat("h:%08x", static_cast<uint32_t>(absl::Hash<std::string_view>{}(value)));
 }
 
 }  // namespace tally

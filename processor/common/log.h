@@ -51,12 +51,12 @@ std::string RedactForLog(std::string_view value);
 
 }  // namespace tally
 
-#define TALLY_LOG(level, component, ...)                                   \
-  do {                                                                     \
-    if (::tally::LogEnabled(::tally::LogLevel::level)) {                   \
-      ::tally::LogLine(::tally::LogLevel::level, component,                \
-                       ::tally::log_internal::Concat(__VA_ARGS__));                       \
-    }                                                                      \
+#define TALLY_LOG(level, component, ...)                            \
+  do {                                                              \
+    if (::tally::LogEnabled(::tally::LogLevel::level)) {            \
+      ::tally::LogLine(::tally::LogLevel::level, component,         \
+                       ::tally::log_internal::Concat(__VA_ARGS__)); \
+    }                                                               \
   } while (false)
 
 #endif  // TALLY_PROCESSOR_COMMON_LOG_H_

@@ -187,6 +187,8 @@ const std::vector<KeySpec>& KeySpecs() {
       StringKey("fraud.ip_blocklist_file", FIELD(fraud.ip_blocklist_file)),
       IntegerKey("fraud.max_clicks_per_ip", FIELD(fraud.max_clicks_per_ip)),
       DurationKey("fraud.flood_window", FIELD(fraud.flood_window)),
+      DurationKey("fraud.flood_lateness", FIELD(fraud.flood_lateness)),
+      IntegerKey("fraud.flood_table_slots", FIELD(fraud.flood_table_slots)),
       StringKey("offers.file", FIELD(offers.file)),
       StringKey("metrics.listen", FIELD(metrics.listen)),
       EnumKey<LogLevel>("log.level", FIELD(log.level),
@@ -609,6 +611,14 @@ absl::Status ValidateConfig(const TallyConfig& c) {
       CheckRange("fraud.max_clicks_per_ip", c.fraud.max_clicks_per_ip, 1, 1'000'000'000));
   RETURN_IF_ERROR(CheckDuration("fraud.flood_window", c.fraud.flood_window, absl::Milliseconds(1),
                                 absl::Hours(24)));
+  RETURN_IF_ERROR(CheckDuration("fraud.flood_lateness", c.fraud.flood_lateness,
+                                absl::ZeroDuration(), absl::Hours(24 * 30)));
+  if (const uint64_t f = c.fraud.flood_table_slots;
+      f < 1024 || f > (uint64_t{1} << 32) || (f & (f - 1)) != 0) {
+    return KeyError("fraud.flood_table_slots",
+                    absl::StrCat("must be a power of two between 1024 and 4294967296, got ", f),
+                    "");
+  }
   RETURN_IF_ERROR(CheckNonEmpty("offers.file", c.offers.file));
   if (absl::StatusOr<ci::HostPort> hp = ci::ParseHostPort(c.metrics.listen); !hp.ok()) {
     return KeyError("metrics.listen", hp.status().message(), "");

@@ -89,10 +89,12 @@ struct StateOptions {
   std::string dir = "/var/lib/tally";
   uint64_t block_cache_bytes = 256ull << 20;
   uint64_t write_buffer_bytes = 64ull << 20;
-  int max_open_files = 512;  // -1: unlimited (RocksDB semantics)
+  // -1: unlimited (RocksDB semantics): every table reader stays open; their
+  // index and filter blocks live in the block cache, inside its cap.
+  int max_open_files = -1;
 };
 
-struct DedupSettings {  // not DedupOptions: that is the deduplicator's own type
+struct DedupSettings {                // not DedupOptions: that is the deduplicator's own type
   uint64_t table_slots = 1ull << 24;  // power of two
   // Must be >= the longest attribution window; the app checks that, since
   // the windows come from the offers file.
@@ -104,6 +106,10 @@ struct FraudOptions {
   std::string ip_blocklist_file = "deploy/config/ip_blocklist.txt";
   int64_t max_clicks_per_ip = 20;
   absl::Duration flood_window = absl::Minutes(1);
+  // How far apart in event time the partitions of one instance may be and
+  // the flood counters still exact (they are consumed concurrently).
+  absl::Duration flood_lateness = absl::Hours(1);
+  uint64_t flood_table_slots = uint64_t{1} << 22;  // 8 bytes each
 };
 
 struct OfferOptions {

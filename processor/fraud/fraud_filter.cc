@@ -58,8 +58,14 @@ absl::Status FraudFilter::Options::Validate() const {
   }
   if (flood_table_slots < 2 || flood_table_slots > (size_t{1} << 32) ||
       (flood_table_slots & (flood_table_slots - 1)) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("fraud flood_table_slots: ", flood_table_slots,
+    return absl::InvalidArgumentError(absl::StrCat("fraud.flood_table_slots: ", flood_table_slots,
                                                    " is not a power of two in [2, 2^32]"));
+  }
+  if (flood_lateness_ms < 0 ||
+      flood_lateness_ms / flood_window_ms > FloodTable::kMaxLatenessWindows - 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fraud.flood_lateness: ", flood_lateness_ms, " ms is not in [0, ",
+                     FloodTable::kMaxLatenessWindows - 1, " flood windows]"));
   }
   return absl::OkStatus();
 }
@@ -85,7 +91,9 @@ FraudFilter::FraudFilter(const Options& options, std::shared_ptr<const FraudRule
           options.flood_table_slots,
           static_cast<int>(
               std::min<size_t>(FloodTable::kDefaultProbeLimit, options.flood_table_slots)),
-          options.max_clicks_per_ip)) {
+          options.max_clicks_per_ip,
+          std::max<int64_t>(2, (options.flood_lateness_ms + options.flood_window_ms - 1) /
+                                   options.flood_window_ms))) {
   std::lock_guard lock(reload_mu_);
   Publish(std::move(rules));
 }

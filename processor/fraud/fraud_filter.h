@@ -84,6 +84,11 @@ class FraudFilter {
     // distinct IPs of the current and two previous windows; keep the load
     // under ~0.5, e.g. 2^20 slots for up to ~170k distinct IPs per window.
     size_t flood_table_slots = size_t{1} << 20;
+    // fraud.flood_lateness, in milliseconds: how far behind the newest
+    // click (in event time) a click may be and still be counted exactly.
+    // Partitions are consumed concurrently, so this must cover their skew;
+    // live entries are the distinct IPs of lateness / flood_window windows.
+    int64_t flood_lateness_ms = 0;  // 0: two windows
 
     absl::Status Validate() const;
   };

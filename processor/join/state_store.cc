@@ -294,18 +294,24 @@ absl::Status TaskStore::LoadMeta() {
   // per open cannot drift from the records (it is bounded by
   // max_pending_conversions).
   int64_t count = 0;
+  committed_pending_index_.clear();
+  committed_pending_keys_.clear();
   it.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(StoreFamily::kPendingByTime)));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) ++count;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    TimestampMs ts;
+    std::string_view pending_key;
+    if (!codec::ParsePendingTimeKey(ToView(it->key()), &ts, &pending_key)) {
+      return absl::DataLossError("state store: corrupt pending_by_time key");
+    }
+    committed_pending_index_.emplace(ts, std::string(pending_key));
+    committed_pending_keys_.emplace(pending_key);
+    ++count;
+  }
   if (!it->status().ok()) return FromRocks(it->status(), "count pending");
   committed_pending_count_ = count;
   Discard();  // current := committed
   PublishCutoffs();
   return absl::OkStatus();
-}
-
-absl::Status TaskStore::SetMaxOpenFiles(int max_open_files) {
-  return FromRocks(db_->SetDBOptions({{"max_open_files", std::to_string(max_open_files)}}),
-                   "set max_open_files");
 }
 
 void TaskStore::PublishCutoffs() {
@@ -435,9 +441,11 @@ absl::Status TaskStore::InsertPending(std::string_view key, const PendingConvers
     s = batch_->Put(cf(StoreFamily::kPendingByTime),
                     codec::PendingTimeKey(pending.conversion.event_time_ms, key), rocksdb::Slice());
   }
-  if (s.ok()) ++pending_count_;
-  std::string time_key = codec::PendingTimeKey(pending.conversion.event_time_ms, key);
-  if (time_key < pending_floor_) pending_floor_ = std::move(time_key);
+  if (s.ok()) {
+    ++pending_count_;
+    pending_index_.emplace(pending.conversion.event_time_ms, std::string(key));
+    pending_keys_.emplace(key);
+  }
   dirty_ = true;
   return FromRocks(s, "insert pending");
 }
@@ -454,70 +462,49 @@ absl::Status TaskStore::DeletePending(std::string_view key, TimestampMs event_ti
   if (s.ok()) {
     s = batch_->Delete(cf(StoreFamily::kPendingByTime), codec::PendingTimeKey(event_time_ms, key));
   }
-  if (s.ok()) --pending_count_;
+  if (s.ok()) {
+    --pending_count_;
+    pending_index_.erase({event_time_ms, std::string(key)});
+    pending_keys_.erase(std::string(key));
+  }
   dirty_ = true;
   return FromRocks(s, "delete pending");
 }
 
+// The pending lookups below run on every click (a click may complete a
+// waiting conversion, and its time may end others' grace), so they are
+// answered from an in-memory mirror of the pending keys instead of a
+// RocksDB iterator per call (an iterator costs microseconds and, with many
+// stores, table-cache churn). The mirror is tiny (bounded by the pending
+// share), rebuilt at open from `pending_by_time`, and rolled back by Discard.
 absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> TaskStore::PendingWithPrefix(
     std::string_view prefix) {
   std::vector<std::pair<std::string, PendingConversion>> out;
-  absl::Status decode_error;
-  // Collect first, modify later: writing to the batch while its iterator is
-  // open invalidates the iterator's current entry.
-  absl::Status scan =
-      Scan(StoreFamily::kPending, prefix, [&](std::string_view key, std::string_view value) {
-        if (!StartsWith(key, prefix)) return false;
-        absl::StatusOr<PendingConversion> pending = codec::DecodePending(value);
-        if (!pending.ok()) {
-          decode_error = pending.status();
-          return false;
-        }
-        out.emplace_back(std::string(key), *std::move(pending));
-        return true;
-      });
-  if (!scan.ok()) return scan;
-  if (!decode_error.ok()) return decode_error;
+  for (auto it = pending_keys_.lower_bound(std::string(prefix));
+       it != pending_keys_.end() && StartsWith(*it, prefix); ++it) {
+    const std::string& key = *it;
+    absl::StatusOr<std::optional<PendingConversion>> pending = GetPending(key);
+    if (!pending.ok()) return pending.status();
+    if (!pending->has_value()) {
+      return absl::DataLossError("state store: pending index names a missing record");
+    }
+    out.emplace_back(key, **std::move(pending));
+  }
   return out;
 }
 
 absl::StatusOr<std::optional<TaskStore::PendingRef>> TaskStore::OldestPending() {
-  std::optional<PendingRef> oldest;
-  absl::Status parse_error;
-  absl::Status scan = Scan(
-      StoreFamily::kPendingByTime, pending_floor_, [&](std::string_view key, std::string_view) {
-        TimestampMs ts;
-        std::string_view pending_key;
-        if (!codec::ParsePendingTimeKey(key, &ts, &pending_key)) {
-          parse_error = absl::DataLossError("state store: corrupt pending_by_time key");
-        } else {
-          oldest = PendingRef{ts, std::string(pending_key)};
-          pending_floor_ = std::string(key);
-        }
-        return false;
-      });
-  if (!scan.ok()) return scan;
-  if (!parse_error.ok()) return parse_error;
-  return oldest;
+  if (pending_index_.empty()) return std::nullopt;
+  const auto& [ts, key] = *pending_index_.begin();
+  return PendingRef{ts, key};
 }
 
 absl::StatusOr<std::vector<TaskStore::PendingRef>> TaskStore::PendingBefore(TimestampMs bound) {
   std::vector<PendingRef> out;
-  absl::Status parse_error;
-  absl::Status scan = Scan(
-      StoreFamily::kPendingByTime, pending_floor_, [&](std::string_view key, std::string_view) {
-        TimestampMs ts;
-        std::string_view pending_key;
-        if (!codec::ParsePendingTimeKey(key, &ts, &pending_key)) {
-          parse_error = absl::DataLossError("state store: corrupt pending_by_time key");
-          return false;
-        }
-        if (ts >= bound) return false;
-        out.push_back(PendingRef{ts, std::string(pending_key)});
-        return true;
-      });
-  if (!scan.ok()) return scan;
-  if (!parse_error.ok()) return parse_error;
+  for (const auto& [ts, key] : pending_index_) {
+    if (ts >= bound) break;
+    out.push_back(PendingRef{ts, key});
+  }
   return out;
 }
 
@@ -577,6 +564,8 @@ absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
   committed_conversion_wm_ = conversion_wm_;
   committed_dedup_wm_ = dedup_wm_;
   committed_pending_count_ = pending_count_;
+  committed_pending_index_ = pending_index_;
+  committed_pending_keys_ = pending_keys_;
   batch_->Clear();
   dirty_ = false;
   PublishCutoffs();
@@ -589,6 +578,8 @@ void TaskStore::Discard() {
   conversion_wm_ = committed_conversion_wm_;
   dedup_wm_ = committed_dedup_wm_;
   pending_count_ = committed_pending_count_;
+  pending_index_ = committed_pending_index_;
+  pending_keys_ = committed_pending_keys_;
   pending_floor_.clear();  // discarded inserts may have lowered it; "" is always safe
   dirty_ = false;
 }
@@ -686,42 +677,38 @@ std::string StateStores::PartitionDir(int32_t partition) const {
   return (std::filesystem::path(options_.dir) / absl::StrCat("p-", partition)).string();
 }
 
-int StateStores::MaxOpenFilesPerStore(size_t store_count) const {
+int StateStores::MaxOpenFilesPerStore() const {
   if (options_.max_open_files < 0) return -1;
-  // RocksDB raises anything below 20 to 20; with very many stores the sum
-  // can exceed the configured total by that floor.
-  return std::max<int>(
-      20, options_.max_open_files / static_cast<int>(std::max<size_t>(1, store_count)));
+  // Split by the stores this instance may come to own (every input
+  // partition), fixed at open: re-splitting on every assignment change
+  // would rewrite each store's OPTIONS file on each open (SetDBOptions),
+  // quadratic in the partition count. RocksDB raises anything below 20 to
+  // 20; with very many partitions the sum can exceed the configured total.
+  return std::max<int>(20, options_.max_open_files / std::max<int>(1, expected_stores_));
 }
 
-absl::Status StateStores::RebalanceOpenFiles() {
-  if (options_.max_open_files < 0) return absl::OkStatus();
-  const int per_store = MaxOpenFilesPerStore(stores_.size());
-  for (auto& [partition, store] : stores_) {
-    if (absl::Status s = store->SetMaxOpenFiles(per_store); !s.ok()) return s;
-  }
-  return absl::OkStatus();
+void StateStores::SetExpectedStoreCount(int stores) {
+  std::unique_lock lock(mu_);
+  expected_stores_ = std::max(1, stores);
 }
 
 absl::StatusOr<TaskStore*> StateStores::Open(int32_t partition) {
   std::unique_lock lock(mu_);
   if (auto it = stores_.find(partition); it != stores_.end()) return it->second.get();
   std::unique_ptr<TaskStore> store(new TaskStore(partition, PartitionDir(partition), options_));
-  if (absl::Status s =
-          store->OpenDb(cache_, write_buffer_manager_, MaxOpenFilesPerStore(stores_.size() + 1));
+  if (absl::Status s = store->OpenDb(cache_, write_buffer_manager_, MaxOpenFilesPerStore());
       !s.ok()) {
     return s;
   }
   TaskStore* raw = store.get();
   stores_.emplace(partition, std::move(store));
-  if (absl::Status s = RebalanceOpenFiles(); !s.ok()) return s;
   return raw;
 }
 
 absl::Status StateStores::Close(int32_t partition) {
   std::unique_lock lock(mu_);
-  if (stores_.erase(partition) == 0) return absl::OkStatus();
-  return RebalanceOpenFiles();
+  stores_.erase(partition);
+  return absl::OkStatus();
 }
 
 absl::Status StateStores::Delete(int32_t partition) {

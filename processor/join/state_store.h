@@ -44,6 +44,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -80,7 +81,7 @@ struct StateStoreOptions {
   std::string dir = "/var/lib/tally";         // state.dir; stores live in dir/p-<partition>
   uint64_t block_cache_bytes = 256ull << 20;  // state.block_cache_bytes: THE memory cap
   uint64_t write_buffer_bytes = 64ull << 20;  // state.write_buffer_bytes, inside the cap
-  int max_open_files = 512;                   // state.max_open_files, all stores; -1 unlimited
+  int max_open_files = -1;                    // state.max_open_files, all stores; -1 unlimited
   // fsync every Commit. Off by default: see "Atomicity" above.
   bool sync_commits = false;
   // Clicks (and the user index) are kept for the longest attribution window
@@ -209,7 +210,6 @@ class TaskStore {
   absl::Status OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
                       const std::shared_ptr<rocksdb::WriteBufferManager>& wbm, int max_open_files);
   absl::Status LoadMeta();
-  absl::Status SetMaxOpenFiles(int max_open_files);
   rocksdb::ColumnFamilyHandle* cf(StoreFamily family) const {
     return handles_[static_cast<int>(family)].get();
   }
@@ -252,6 +252,12 @@ class TaskStore {
   // the merged iterator would otherwise skip every deleted entry again on
   // each call (quadratic in the evictions of a batch).
   std::string pending_floor_;
+  // (event time, pending key) of every pending record: current (with this
+  // batch) and as of the last commit. See PendingWithPrefix.
+  std::set<std::pair<TimestampMs, std::string>> pending_index_;
+  std::set<std::pair<TimestampMs, std::string>> committed_pending_index_;
+  std::set<std::string> pending_keys_;  // the same keys, in key order
+  std::set<std::string> committed_pending_keys_;
 };
 
 // All task stores of this process, and the DurableIdIndex over them.
@@ -271,6 +277,9 @@ class StateStores final : public DurableIdIndex {
   // another instance, which restores it from the changelog).
   absl::Status Delete(int32_t partition);
   TaskStore* Find(int32_t partition) const;  // nullptr when not open
+  // The number of input partitions: state.max_open_files is split evenly
+  // among that many stores. Call before the first Open.
+  void SetExpectedStoreCount(int stores);
   std::vector<int32_t> open_partitions() const;
 
   // The directory of a partition's store.
@@ -289,8 +298,7 @@ class StateStores final : public DurableIdIndex {
 
  private:
   explicit StateStores(const StateStoreOptions& options);
-  int MaxOpenFilesPerStore(size_t store_count) const;
-  absl::Status RebalanceOpenFiles();  // REQUIRES: mu_ held exclusively
+  int MaxOpenFilesPerStore() const;  // REQUIRES: mu_ held
 
   const StateStoreOptions options_;
   std::shared_ptr<rocksdb::Cache> cache_;
@@ -298,6 +306,7 @@ class StateStores final : public DurableIdIndex {
   // Exclusive: Open/Close/Delete. Shared: Contains/ForEachSince/Find.
   mutable std::shared_mutex mu_;
   std::map<int32_t, std::unique_ptr<TaskStore>> stores_;
+  int expected_stores_ = 1;
 };
 
 }  // namespace tally

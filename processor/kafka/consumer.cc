@@ -129,8 +129,8 @@ struct Consumer::Impl {
         for (const TopicPartition& p : ours) at_eof[p] = false;
       }
       if (cooperative) {
-        absl::Status status =
-            internal::StatusFromError(consumer->incremental_assign(partitions), "incremental assign");
+        absl::Status status = internal::StatusFromError(consumer->incremental_assign(partitions),
+                                                        "incremental assign");
         if (!status.ok()) TALLY_LOG(kError, "kafka", status.ToString());
       } else {
         RdKafka::ErrorCode assign_err = consumer->assign(partitions);
@@ -243,11 +243,11 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& pro
   }
   impl.handle.reset(RdKafka::KafkaConsumer::create(conf.get(), errstr));
   if (impl.handle == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kafka consumer: ", internal::ScrubSecrets(std::move(errstr), effective)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kafka consumer: ", internal::ScrubSecrets(std::move(errstr), effective)));
   }
-  TALLY_LOG(kInfo, "kafka", "consumer ", impl.handle->name(), " created: ",
-            PropertiesForLog(effective));
+  TALLY_LOG(kInfo, "kafka", "consumer ", impl.handle->name(),
+            " created: ", PropertiesForLog(effective));
   return consumer;
 }
 
@@ -332,8 +332,8 @@ absl::Status Consumer::Commit(const std::vector<TopicPartitionOffset>& offsets) 
   if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka commit");
   for (const RdKafka::TopicPartition* p : list.list) {
     if (p->err() != RdKafka::ERR_NO_ERROR) {
-      return KafkaStatus(p->err(), absl::StrCat("kafka commit of ", p->topic(), "[",
-                                                p->partition(), "]"));
+      return KafkaStatus(p->err(),
+                         absl::StrCat("kafka commit of ", p->topic(), "[", p->partition(), "]"));
     }
   }
   return absl::OkStatus();

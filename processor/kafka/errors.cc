@@ -69,7 +69,7 @@ ErrorClass ClassifyKnown(rd_kafka_resp_err_t err) {
     case RD_KAFKA_RESP_ERR__RETRY:
     case RD_KAFKA_RESP_ERR__UNKNOWN_BROKER:
     // Transient broker-side conditions (Kafka marks these retriable).
-    case RD_KAFKA_RESP_ERR_INVALID_MSG:  // CRC mismatch in transit
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:            // CRC mismatch in transit
     case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:  // metadata propagation lag
     case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
     case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
@@ -246,7 +246,8 @@ absl::StatusCode CanonicalCode(ErrorClass error_class) {
 
 ErrorClass ClassifyError(int rd_kafka_resp_err) {
   // Casting a value outside the enumeration's range to it is undefined.
-  if (rd_kafka_resp_err < RD_KAFKA_RESP_ERR__BEGIN || rd_kafka_resp_err >= RD_KAFKA_RESP_ERR_END_ALL) {
+  if (rd_kafka_resp_err < RD_KAFKA_RESP_ERR__BEGIN ||
+      rd_kafka_resp_err >= RD_KAFKA_RESP_ERR_END_ALL) {
     return ErrorClass::kFatal;
   }
   return ClassifyKnown(static_cast<rd_kafka_resp_err_t>(rd_kafka_resp_err));
@@ -295,11 +296,10 @@ absl::Status KafkaStatus(ErrorClass error_class, int code, std::string_view cont
       deadline ? absl::StatusCode::kDeadlineExceeded : CanonicalCode(error_class);
   const auto err = static_cast<rd_kafka_resp_err_t>(code);
   absl::Status status(
-      canonical, absl::StrCat(ToAbsl(context), ": ",
-                              detail.empty() ? absl::string_view(rd_kafka_err2str(err))
-                                             : ToAbsl(detail),
-                              " (", rd_kafka_err2name(err), ", ",
-                              ToAbsl(ErrorClassName(error_class)), ")"));
+      canonical,
+      absl::StrCat(ToAbsl(context), ": ",
+                   detail.empty() ? absl::string_view(rd_kafka_err2str(err)) : ToAbsl(detail), " (",
+                   rd_kafka_err2name(err), ", ", ToAbsl(ErrorClassName(error_class)), ")"));
   status.SetPayload(kPayloadUrl,
                     absl::Cord(absl::StrCat(static_cast<int>(error_class), ":", code)));
   return status;

@@ -28,11 +28,11 @@ using Properties = std::map<std::string, std::string>;
 
 // Our classification of librdkafka errors, decided in one place.
 enum class ErrorClass {
-  kRetriable,   // transient: retry after polling (queue full, timeouts, ...)
-  kFatal,       // the client is unusable; exit and let the orchestrator restart
-  kFenced,      // another instance took over (transactions); stop this task
-  kAbortable,   // abort the current transaction and retry the batch
-  kPermanent,   // this request will never succeed (unknown topic, too large)
+  kRetriable,  // transient: retry after polling (queue full, timeouts, ...)
+  kFatal,      // the client is unusable; exit and let the orchestrator restart
+  kFenced,     // another instance took over (transactions); stop this task
+  kAbortable,  // abort the current transaction and retry the batch
+  kPermanent,  // this request will never succeed (unknown topic, too large)
 };
 ErrorClass ClassifyError(int rd_kafka_resp_err);
 std::string_view ErrorClassName(ErrorClass error_class);
@@ -71,11 +71,11 @@ struct TopicPartitionOffset {
 };
 
 struct DeliveryReport {
-  uint64_t tag = 0;     // the caller's tag given to Produce()
+  uint64_t tag = 0;  // the caller's tag given to Produce()
   std::string topic;
   int32_t partition = -1;
   int64_t offset = -1;
-  int error = 0;        // rd_kafka_resp_err_t; 0 on success
+  int error = 0;  // rd_kafka_resp_err_t; 0 on success
   std::string error_text;
 };
 
@@ -91,9 +91,9 @@ class Producer {
   // `props` must contain bootstrap.servers. Sets enable.idempotence=true and
   // acks=all unless the caller set them. `transactional_id` non-empty makes
   // this a transactional producer (init_transactions is called).
-  static absl::StatusOr<std::unique_ptr<Producer>> Create(
-      const Properties& props, DeliveryHandler on_delivery = nullptr,
-      const std::string& transactional_id = "");
+  static absl::StatusOr<std::unique_ptr<Producer>> Create(const Properties& props,
+                                                          DeliveryHandler on_delivery = nullptr,
+                                                          const std::string& transactional_id = "");
   ~Producer();  // flushes for at most 10 s, then destroys the handle
 
   // Enqueues one message. partition -1 lets the partitioner choose (murmur2
@@ -116,8 +116,7 @@ class Producer {
   // Adds consumer offsets to the transaction (consumer group metadata from
   // `consumer`).
   absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
-                                        const class Consumer& consumer,
-                                        absl::Duration timeout);
+                                        const class Consumer& consumer, absl::Duration timeout);
   absl::Status CommitTransaction(absl::Duration timeout);
   absl::Status AbortTransaction(absl::Duration timeout);
 

@@ -89,7 +89,8 @@ struct Producer::Impl {
     std::unique_ptr<RdKafka::Topic> topic(
         RdKafka::Topic::create(handle.get(), std::string(name), nullptr, errstr));
     if (topic == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("kafka topic \"", ToAbsl(name), "\": ", errstr));
+      return absl::InvalidArgumentError(
+          absl::StrCat("kafka topic \"", ToAbsl(name), "\": ", errstr));
     }
     RdKafka::Topic* raw = topic.get();
     topics.emplace(std::string(name), std::move(topic));
@@ -168,11 +169,11 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& pro
   }
   impl.handle.reset(RdKafka::Producer::create(conf.get(), errstr));
   if (impl.handle == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kafka producer: ", internal::ScrubSecrets(std::move(errstr), effective)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kafka producer: ", internal::ScrubSecrets(std::move(errstr), effective)));
   }
-  TALLY_LOG(kInfo, "kafka", "producer ", impl.handle->name(), " created: ",
-            PropertiesForLog(effective));
+  TALLY_LOG(kInfo, "kafka", "producer ", impl.handle->name(),
+            " created: ", PropertiesForLog(effective));
   if (impl.transactional) {
     status = internal::StatusFromError(
         impl.handle->init_transactions(ToTimeoutMs(kInitTransactionsTimeout)),
@@ -186,9 +187,8 @@ Producer::~Producer() {
   if (impl_ == nullptr || impl_->handle == nullptr) return;
   RdKafka::ErrorCode err = impl_->handle->flush(ToTimeoutMs(kDestructorFlush));
   if (err != RdKafka::ERR_NO_ERROR) {
-    TALLY_LOG(kError, "kafka", "producer ", impl_->handle->name(), ": ",
-              impl_->handle->outq_len(), " messages/requests not delivered at shutdown: ",
-              RdKafka::err2str(err));
+    TALLY_LOG(kError, "kafka", "producer ", impl_->handle->name(), ": ", impl_->handle->outq_len(),
+              " messages/requests not delivered at shutdown: ", RdKafka::err2str(err));
   }
 }
 
@@ -239,11 +239,11 @@ absl::Status Producer::Flush(absl::Duration timeout) {
   }
   if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka flush");
   if (impl_->failed_since_flush > 0) {
-    absl::Status status =
-        KafkaStatus(impl_->first_failure_code, "kafka flush",
-                    absl::StrCat(impl_->failed_since_flush,
-                                 " message(s) failed since the previous flush; first: ",
-                                 impl_->first_failure_text));
+    absl::Status status = KafkaStatus(
+        impl_->first_failure_code, "kafka flush",
+        absl::StrCat(
+            impl_->failed_since_flush,
+            " message(s) failed since the previous flush; first: ", impl_->first_failure_text));
     impl_->failed_since_flush = 0;
     impl_->first_failure_code = 0;
     impl_->first_failure_text.clear();
@@ -255,13 +255,11 @@ absl::Status Producer::Flush(absl::Duration timeout) {
 absl::Status Producer::BeginTransaction() {
   absl::Status status = impl_->RequireTransactional("begin transaction");
   if (!status.ok()) return status;
-  return internal::StatusFromError(impl_->handle->begin_transaction(),
-                                   "kafka begin transaction");
+  return internal::StatusFromError(impl_->handle->begin_transaction(), "kafka begin transaction");
 }
 
 absl::Status Producer::SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
-                                                const Consumer& consumer,
-                                                absl::Duration timeout) {
+                                                const Consumer& consumer, absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("send offsets to transaction");
   if (!status.ok()) return status;
   auto* kafka_consumer = static_cast<RdKafka::KafkaConsumer*>(consumer.group_metadata_handle());
@@ -297,8 +295,7 @@ absl::Status Producer::AbortTransaction(absl::Duration timeout) {
                                    "kafka abort transaction");
 }
 
-absl::StatusOr<int32_t> Producer::PartitionCount(const std::string& topic,
-                                                 absl::Duration timeout) {
+absl::StatusOr<int32_t> Producer::PartitionCount(const std::string& topic, absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   RdKafka::Metadata* raw = nullptr;

@@ -8,8 +8,7 @@ namespace {
 
 // Finds `name` in a table of wire names indexed by enum value.
 template <typename Enum, size_t N>
-bool ParseByName(const std::array<std::string_view, N>& names, std::string_view name,
-                 Enum* out) {
+bool ParseByName(const std::array<std::string_view, N>& names, std::string_view name, Enum* out) {
   for (size_t i = 0; i < N; ++i) {
     if (names[i] == name) {
       *out = static_cast<Enum>(i);
@@ -27,10 +26,10 @@ const char* NameOf(const std::array<std::string_view, N>& names, Enum value) {
 
 // string_views over literals, so data() is NUL-terminated.
 constexpr std::array<std::string_view, 3> kStatusNames = {"pending", "approved", "reversed"};
-constexpr std::array<std::string_view, 5> kModelNames = {
-    "last_click", "first_click", "linear", "time_decay", "position_based"};
-constexpr std::array<std::string_view, 3> kUnattributedNames = {
-    "click_not_found", "outside_window", "no_user_clicks"};
+constexpr std::array<std::string_view, 5> kModelNames = {"last_click", "first_click", "linear",
+                                                         "time_decay", "position_based"};
+constexpr std::array<std::string_view, 3> kUnattributedNames = {"click_not_found", "outside_window",
+                                                                "no_user_clicks"};
 
 }  // namespace
 

@@ -29,16 +29,16 @@ using TimestampMs = int64_t;
 inline constexpr int kMaxSubIds = 5;
 
 struct Click {
-  std::string click_id;      // tracker-generated transaction id, unique
+  std::string click_id;  // tracker-generated transaction id, unique
   TimestampMs event_time_ms = 0;
   std::string affiliate_id;
   std::string offer_id;
-  std::string user_id;       // visitor / device id
+  std::string user_id;  // visitor / device id
   IpAddress ip;
-  std::string user_agent;    // may be empty
-  std::string referrer;      // may be empty
+  std::string user_agent;            // may be empty
+  std::string referrer;              // may be empty
   std::vector<std::string> sub_ids;  // at most kMaxSubIds
-  std::string country;       // ISO 3166-1 alpha-2, upper case, or empty
+  std::string country;               // ISO 3166-1 alpha-2, upper case, or empty
 
   friend bool operator==(const Click&, const Click&) = default;
 };
@@ -91,13 +91,13 @@ struct Commission {
   std::vector<std::string> sub_ids;
   TimestampMs click_time_ms = 0;
   TimestampMs conversion_time_ms = 0;
-  Money payout;               // negative for a reversal
+  Money payout;  // negative for a reversal
   ConversionStatus status = ConversionStatus::kPending;
   AttributionModel model = AttributionModel::kLastClick;
   // This click's share of the conversion's credit, in parts per million
   // (1'000'000 = all of it). Informational; payout is authoritative.
   int32_t credit_ppm = 1'000'000;
-  int32_t click_count = 1;    // clicks that shared the credit
+  int32_t click_count = 1;  // clicks that shared the credit
 
   friend bool operator==(const Commission&, const Commission&) = default;
 };
@@ -105,12 +105,12 @@ struct Commission {
 // An input message that Tally refused, with the bytes exactly as consumed.
 struct RejectedEvent {
   RejectReason reason = RejectReason::kMalformedPayload;
-  std::string detail;         // human-readable, names the field
+  std::string detail;  // human-readable, names the field
   std::string source_topic;
   int32_t source_partition = -1;
   int64_t source_offset = -1;
-  std::string original_key;   // raw bytes
-  std::string original_value; // raw bytes
+  std::string original_key;        // raw bytes
+  std::string original_value;      // raw bytes
   TimestampMs rejected_at_ms = 0;  // wall clock of the processor
 
   friend bool operator==(const RejectedEvent&, const RejectedEvent&) = default;
@@ -130,8 +130,7 @@ struct UnattributedConversion {
   UnattributedReason reason = UnattributedReason::kClickNotFound;
   std::string detail;
 
-  friend bool operator==(const UnattributedConversion&,
-                         const UnattributedConversion&) = default;
+  friend bool operator==(const UnattributedConversion&, const UnattributedConversion&) = default;
 };
 
 }  // namespace tally

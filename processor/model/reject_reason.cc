@@ -7,12 +7,11 @@ namespace {
 
 // Indexed by the enum value; the order is the enum's.
 constexpr std::array<std::string_view, kRejectReasonCount> kNames = {
-    "malformed_payload",    "missing_field",   "wrong_type",
-    "invalid_utf8",         "field_too_long",  "invalid_value",
-    "invalid_currency",     "timestamp_out_of_range", "payload_too_large",
-    "duplicate_click",      "bot_user_agent",  "ip_blocklisted",
-    "ip_click_flood",       "duplicate_conversion",   "ctit_too_short",
-    "ctit_too_long",        "unknown_conversion",
+    "malformed_payload",  "missing_field",        "wrong_type",       "invalid_utf8",
+    "field_too_long",     "invalid_value",        "invalid_currency", "timestamp_out_of_range",
+    "payload_too_large",  "duplicate_click",      "bot_user_agent",   "ip_blocklisted",
+    "ip_click_flood",     "duplicate_conversion", "ctit_too_short",   "ctit_too_long",
+    "unknown_conversion",
 };
 
 constexpr std::array<RejectReason, kRejectReasonCount> MakeAll() {

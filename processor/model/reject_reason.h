@@ -23,18 +23,17 @@ enum class RejectReason : uint8_t {
   kTimestampOutOfRange,   // "timestamp_out_of_range"
   kPayloadTooLarge,       // "payload_too_large": message exceeds max bytes
   // Pipeline rules (issue: pipeline core).
-  kDuplicateClick,        // "duplicate_click"
-  kBotUserAgent,          // "bot_user_agent"
-  kIpBlocklisted,         // "ip_blocklisted"
-  kIpClickFlood,          // "ip_click_flood"
-  kDuplicateConversion,   // "duplicate_conversion"
-  kCtitTooShort,          // "ctit_too_short"
-  kCtitTooLong,           // "ctit_too_long"
-  kUnknownConversion,     // "unknown_conversion"
+  kDuplicateClick,       // "duplicate_click"
+  kBotUserAgent,         // "bot_user_agent"
+  kIpBlocklisted,        // "ip_blocklisted"
+  kIpClickFlood,         // "ip_click_flood"
+  kDuplicateConversion,  // "duplicate_conversion"
+  kCtitTooShort,         // "ctit_too_short"
+  kCtitTooLong,          // "ctit_too_long"
+  kUnknownConversion,    // "unknown_conversion"
 };
 
-inline constexpr int kRejectReasonCount =
-    static_cast<int>(RejectReason::kUnknownConversion) + 1;
+inline constexpr int kRejectReasonCount = static_cast<int>(RejectReason::kUnknownConversion) + 1;
 
 std::string_view RejectReasonName(RejectReason reason);
 bool ParseRejectReason(std::string_view name, RejectReason* reason);

@@ -117,7 +117,7 @@ state:
   dir: /tmp/state
   block_cache_bytes: 512MiB
   write_buffer_bytes: 1GiB
-  max_open_files: -1
+  max_open_files: 1000
 dedup:
   table_slots: 1024
   horizon: 40d
@@ -126,6 +126,8 @@ fraud:
   ip_blocklist_file: ips.txt
   max_clicks_per_ip: 5
   flood_window: 30s
+  flood_lateness: 2h
+  flood_table_slots: 2048
 offers:
   file: o.yaml
 metrics:
@@ -164,13 +166,15 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->state.dir, "/tmp/state");
   EXPECT_EQ(c->state.block_cache_bytes, 512ull << 20);
   EXPECT_EQ(c->state.write_buffer_bytes, 1ull << 30);
-  EXPECT_EQ(c->state.max_open_files, -1);
+  EXPECT_EQ(c->state.max_open_files, 1000);
   EXPECT_EQ(c->dedup.table_slots, 1024u);
   EXPECT_EQ(c->dedup.horizon, absl::Hours(40 * 24));
   EXPECT_EQ(c->fraud.bot_user_agents_file, "bots.txt");
   EXPECT_EQ(c->fraud.ip_blocklist_file, "ips.txt");
   EXPECT_EQ(c->fraud.max_clicks_per_ip, 5);
   EXPECT_EQ(c->fraud.flood_window, absl::Seconds(30));
+  EXPECT_EQ(c->fraud.flood_lateness, absl::Hours(2));
+  EXPECT_EQ(c->fraud.flood_table_slots, 2048u);
   EXPECT_EQ(c->offers.file, "o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
   EXPECT_EQ(c->log.level, LogLevel::kDebug);

@@ -70,6 +70,18 @@ TEST(FloodTableTest, OldWindowsAreReclaimedNotNewerOnes) {
   EXPECT_EQ(Rejected(table, V4(10), 13, 4), 3);  // 1 earlier + 4 = 5, limit 2
 }
 
+TEST(FloodTableTest, LatenessKeepsOlderWindowsLiveForLaggingPartitions) {
+  // Lateness 60 windows: a partition an hour behind the newest click still
+  // counts its window exactly, however many newer clicks came in between.
+  FloodTable table(4, 4, 2, 60);
+  for (uint32_t i = 0; i < 4; ++i) EXPECT_EQ(table.Add(V4(i), 100), Outcome::kAccepted);
+  // Windows up to 160 see window 100 as live: no room, the counts survive.
+  EXPECT_EQ(table.Add(V4(9), 160), Outcome::kOverflow);
+  EXPECT_EQ(Rejected(table, V4(0), 100, 3), 2);  // 1 earlier + 3 = 4, limit 2
+  // Window 161: window 100 is older than 161 - 60, reclaimable.
+  EXPECT_EQ(table.Add(V4(9), 161), Outcome::kAccepted);
+}
+
 TEST(FloodTableTest, LateClickOfAnEvictedWindowUndercountsNeverOvercounts) {
   FloodTable table(2, 2, 1);
   EXPECT_EQ(table.Add(V4(1), 0), Outcome::kAccepted);

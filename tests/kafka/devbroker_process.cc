@@ -68,9 +68,10 @@ absl::StatusOr<std::unique_ptr<DevBrokerProcess>> DevBrokerProcess::Start(const 
   };
 
   const char* tmp = std::getenv("TMPDIR");
-  std::string dir_template = absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp",
-                                          "/tally-devbroker-XXXXXX");
-  if (mkdtemp(dir_template.data()) == nullptr) return fail(absl::InternalError(ErrnoText("mkdtemp")));
+  std::string dir_template =
+      absl::StrCat(tmp != nullptr && *tmp ? tmp : "/tmp", "/tally-devbroker-XXXXXX");
+  if (mkdtemp(dir_template.data()) == nullptr)
+    return fail(absl::InternalError(ErrnoText("mkdtemp")));
   process->temp_dir_ = dir_template;
   process->bootstrap_file_ = absl::StrCat(dir_template, "/bootstrap");
 
@@ -84,9 +85,8 @@ absl::StatusOr<std::unique_ptr<DevBrokerProcess>> DevBrokerProcess::Start(const 
     args.push_back(absl::StrCat("--topics=", absl::StrJoin(options.topics, ",")));
   }
   if (!options.topic_partitions.empty()) {
-    args.push_back(absl::StrCat("--topic-partitions=",
-                                absl::StrJoin(options.topic_partitions, ",",
-                                              absl::PairFormatter("="))));
+    args.push_back(absl::StrCat("--topic-partitions=", absl::StrJoin(options.topic_partitions, ",",
+                                                                     absl::PairFormatter("="))));
   }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -120,8 +120,9 @@ absl::StatusOr<std::unique_ptr<DevBrokerProcess>> DevBrokerProcess::Start(const 
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) return fail(absl::InternalError(ErrnoText("poll")));
     if (ready == 0) {
-      return fail(absl::DeadlineExceededError(absl::StrCat(
-          "tally-devbroker printed no bootstrap line within ", absl::FormatDuration(options.start_timeout))));
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("tally-devbroker printed no bootstrap line within ",
+                       absl::FormatDuration(options.start_timeout))));
     }
     char buffer[512];
     ssize_t n = read(process->stdout_fd_, buffer, sizeof(buffer));
@@ -129,9 +130,9 @@ absl::StatusOr<std::unique_ptr<DevBrokerProcess>> DevBrokerProcess::Start(const 
     if (n <= 0) {
       std::optional<int> status = process->WaitForExit(absl::Seconds(5));
       process->pid_ = -1;
-      return fail(absl::InternalError(absl::StrCat(
-          "tally-devbroker exited before it was ready: ",
-          status.has_value() ? DescribeWaitStatus(*status) : "still running")));
+      return fail(absl::InternalError(
+          absl::StrCat("tally-devbroker exited before it was ready: ",
+                       status.has_value() ? DescribeWaitStatus(*status) : "still running")));
     }
     output.append(buffer, static_cast<size_t>(n));
   }
@@ -146,9 +147,9 @@ absl::StatusOr<std::unique_ptr<DevBrokerProcess>> DevBrokerProcess::Start(const 
   std::stringstream contents;
   contents << file.rdbuf();
   if (contents.str() != process->bootstrap_servers_) {
-    return fail(absl::InternalError(absl::StrCat("bootstrap file holds \"", contents.str(),
-                                                 "\", stdout said \"",
-                                                 process->bootstrap_servers_, "\"")));
+    return fail(
+        absl::InternalError(absl::StrCat("bootstrap file holds \"", contents.str(),
+                                         "\", stdout said \"", process->bootstrap_servers_, "\"")));
   }
   return process;
 }

@@ -338,9 +338,9 @@ TEST_P(RebalanceProtocolTest, SecondMemberTakesOverPartitionsWithoutRereadingThe
 
   // and new messages reach exactly one of them.
   ProduceAndFlush(ProducerProps(), "clicks", kAfter, "after-");
-  while (absl::Now() < deadline && !(all.size() >= kBefore + kAfter &&
-                                     a.consumer->AllAssignedAtEof() &&
-                                     b.consumer->AllAssignedAtEof())) {
+  while (absl::Now() < deadline &&
+         !(all.size() >= kBefore + kAfter && a.consumer->AllAssignedAtEof() &&
+           b.consumer->AllAssignedAtEof())) {
     a.Take(&all, absl::Milliseconds(100));
     b.Take(&all, absl::Milliseconds(100));
   }

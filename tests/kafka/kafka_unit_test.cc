@@ -113,8 +113,7 @@ TEST(ProducerCreate, RequiresBootstrapServers) {
 }
 
 TEST(ProducerCreate, UnknownKeyIsInvalidArgumentNamingTheKey) {
-  auto producer =
-      Producer::Create({{"bootstrap.servers", kNowhere}, {"no.such.property", "1"}});
+  auto producer = Producer::Create({{"bootstrap.servers", kNowhere}, {"no.such.property", "1"}});
   ASSERT_FALSE(producer.ok());
   EXPECT_EQ(producer.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(MessageOf(producer.status()), HasSubstr("\"no.such.property\""));
@@ -155,8 +154,8 @@ TEST(ProducerCreate, StartupLogRedactsSecrets) {
 }
 
 TEST(ProducerCreate, TransactionalIdMustAgreeWithProperty) {
-  auto producer = Producer::Create({{"bootstrap.servers", kNowhere}, {"transactional.id", "a"}},
-                                   nullptr, "b");
+  auto producer =
+      Producer::Create({{"bootstrap.servers", kNowhere}, {"transactional.id", "a"}}, nullptr, "b");
   ASSERT_FALSE(producer.ok());
   EXPECT_EQ(producer.status().code(), absl::StatusCode::kInvalidArgument);
 }

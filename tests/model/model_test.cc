@@ -32,11 +32,10 @@ TEST(IpAddressTest, ParsesIpv6InCanonicalForm) {
 }
 
 TEST(IpAddressTest, RejectsEverythingElse) {
-  for (const char* bad :
-       {"", "999.1.1.1", "1.2.3", "not-an-ip", "2001:db8::g", "1.2.3.4:80", "[::1]",
-        "256.256.256.256", "::ffff::1", "fe80::1%eth0", " 1.2.3.4", "1.2.3.4 ",
-        "1111:2222:3333:4444:5555:6666:7777:8888:9999",
-        "0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000"}) {
+  for (const char* bad : {"", "999.1.1.1", "1.2.3", "not-an-ip", "2001:db8::g", "1.2.3.4:80",
+                          "[::1]", "256.256.256.256", "::ffff::1", "fe80::1%eth0", " 1.2.3.4",
+                          "1.2.3.4 ", "1111:2222:3333:4444:5555:6666:7777:8888:9999",
+                          "0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000:0000"}) {
     IpAddress ip = IpAddress::FromV4(1);
     EXPECT_FALSE(IpAddress::Parse(bad, &ip)) << bad;
     EXPECT_EQ(ip, IpAddress::FromV4(1)) << "output touched on failure: " << bad;
@@ -87,8 +86,8 @@ TEST(RejectReasonTest, WireNamesAreUniqueAndRoundTrip) {
 }
 
 TEST(EventNamesTest, StatusModelAndUnattributedRoundTrip) {
-  for (auto s : {ConversionStatus::kPending, ConversionStatus::kApproved,
-                 ConversionStatus::kReversed}) {
+  for (auto s :
+       {ConversionStatus::kPending, ConversionStatus::kApproved, ConversionStatus::kReversed}) {
     ConversionStatus parsed;
     ASSERT_TRUE(ParseConversionStatus(ConversionStatusName(s), &parsed));
     EXPECT_EQ(parsed, s);

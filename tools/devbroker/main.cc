@@ -38,7 +38,9 @@ struct RdKafkaDeleter {
   void operator()(rd_kafka_t* rk) const { rd_kafka_destroy(rk); }
 };
 struct MockClusterDeleter {
-  void operator()(rd_kafka_mock_cluster_t* cluster) const { rd_kafka_mock_cluster_destroy(cluster); }
+  void operator()(rd_kafka_mock_cluster_t* cluster) const {
+    rd_kafka_mock_cluster_destroy(cluster);
+  }
 };
 
 constexpr char kUsage[] =
@@ -198,8 +200,8 @@ int main(int argc, char** argv) {
   rd_kafka_conf_t* conf = rd_kafka_conf_new();
   // log_level 4 (warning): hides the notice that this handle has no
   // bootstrap.servers, which is intended and only confuses readers.
-  for (const auto& [key, value] : {std::pair<const char*, const char*>{"client.id", "tally-devbroker"},
-                                   {"log_level", "4"}}) {
+  for (const auto& [key, value] :
+       {std::pair<const char*, const char*>{"client.id", "tally-devbroker"}, {"log_level", "4"}}) {
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) != RD_KAFKA_CONF_OK) {
       rd_kafka_conf_destroy(conf);
       return Fail(errstr);

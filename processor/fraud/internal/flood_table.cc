@@ -19,10 +19,11 @@ uint64_t Mix(uint64_t x) {
 
 }  // namespace
 
-FloodTable::FloodTable(uint64_t slots, int probe_limit, int64_t limit)
+FloodTable::FloodTable(uint64_t slots, int probe_limit, int64_t limit, int64_t lateness_windows)
     : mask_(slots - 1),
       probe_limit_(probe_limit),
       limit_(static_cast<uint64_t>(limit)),
+      lateness_windows_(static_cast<uint64_t>(lateness_windows)),
       slots_(std::make_unique<std::atomic<uint64_t>[]>(slots)) {
   // make_unique<T[]> value-initialises: every slot starts empty (0).
 }
@@ -35,15 +36,16 @@ uint64_t FloodTable::Hash(const IpAddress& ip, int64_t window) {
   return Mix(hi ^ Mix(lo ^ Mix(static_cast<uint64_t>(window) + 0x9e3779b97f4a7c15ULL)));
 }
 
-bool FloodTable::IsFreeFor(uint64_t word, uint64_t wlow) {
+bool FloodTable::IsFreeFor(uint64_t word, uint64_t wlow) const {
   if (word == 0) return true;
   const uint64_t slot_wlow = (word >> kCountBits) & kWindowMask;
   // Distance from the slot's window back to the click's, modulo 2^16:
-  // 0..2 = the click's window or the two before it (live); the top
+  // 0..L = the click's window or the L before it (live); the top
   // kFutureWindows values = a slot ahead of the click (live); anything else
   // is an older window (or a wrapped stale one): free.
   const uint64_t behind = (wlow - slot_wlow) & kWindowMask;
-  return behind > 2 && behind < (kWindowMask + 1) - static_cast<uint64_t>(kFutureWindows);
+  return behind > lateness_windows_ &&
+         behind < (kWindowMask + 1) - static_cast<uint64_t>(kFutureWindows);
 }
 
 FloodTable::Outcome FloodTable::Add(const IpAddress& ip, int64_t window) {

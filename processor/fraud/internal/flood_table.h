@@ -19,9 +19,12 @@
 //
 // Eviction (bounded memory). The table never grows. A slot of window ws is
 // FREE for a click of window w (may be claimed for it) iff it is empty, or
-// ws < w - 2, or ws > w + kFutureWindows (stale slots whose 16-bit window has
-// wrapped). In event-time order w is the newest window, so this is the
-// "older than (max window seen - 2)" policy; deciding by the click's own
+// ws < w - L, or ws > w + kFutureWindows (stale slots whose 16-bit window has
+// wrapped), where L = lateness_windows (fraud.flood_lateness / flood_window,
+// at least 2). In event-time order w is the newest window, so this is the
+// "older than (max window seen - L)" policy. L must cover how far the
+// partitions of one instance can be apart in event time: they are consumed
+// concurrently, and after a lag one may be hours behind another; deciding by the click's own
 // window rather than by a shared max makes two clicks of the same window
 // agree on which slots are free, which exactness relies on (E2). Nothing is
 // deleted eagerly: free slots are overwritten by later claims.
@@ -36,13 +39,13 @@
 //
 // Exactness. For a key K = (ip, w), let n be the number of Add calls. If none
 // of them overflowed, K's slot was not reclaimed while they ran (no click of
-// a window >= w + 3 needed it, i.e. clicks of K are at most 2 windows behind
+// a window > w + L needed it, i.e. clicks of K are at most L windows behind
 // the newest ones) and no click more than kFutureWindows windows older than w
 // ran concurrently, exactly max(0, n - limit) of them return kRejected,
 // whatever the interleaving. Argument:
 //  E1 A slot never becomes empty again, and for a fixed w a slot that is not
 //     free for w stays not free for w: increments keep the key, and a
-//     reclaim by a click of window w' writes w' > ws + 2 >= w, still not
+//     reclaim by a click of window w' writes w' > ws + L >= w, still not
 //     free for w (w' <= w + kFutureWindows: clicks of K are not that late)
 //     and not K (other window).
 //  E2 An Add scans K's probe sequence from the home slot and stops at the
@@ -96,9 +99,13 @@ class FloodTable {
     kOverflow,  // no slot for the key in its probe window; not counted
   };
 
+  // Largest lateness: live distances and future distances must not overlap
+  // in the 16-bit window ring.
+  static constexpr int64_t kMaxLatenessWindows = (int64_t{1} << kWindowBits) - kFutureWindows - 2;
+
   // REQUIRES: slots a power of two >= 2; 1 <= probe_limit <= slots;
-  // 1 <= limit <= kMaxLimit.
-  FloodTable(uint64_t slots, int probe_limit, int64_t limit);
+  // 1 <= limit <= kMaxLimit; 2 <= lateness_windows <= kMaxLatenessWindows.
+  FloodTable(uint64_t slots, int probe_limit, int64_t limit, int64_t lateness_windows = 2);
 
   FloodTable(const FloodTable&) = delete;
   FloodTable& operator=(const FloodTable&) = delete;
@@ -119,13 +126,14 @@ class FloodTable {
 
   // Whether `word` (non-empty) may be claimed by a click of window whose low
   // bits are `wlow` (see Eviction).
-  static bool IsFreeFor(uint64_t word, uint64_t wlow);
+  bool IsFreeFor(uint64_t word, uint64_t wlow) const;
   // One probe pass; nullopt when the key's slot was reclaimed mid-increment.
   std::optional<Outcome> TryAdd(uint64_t key, uint64_t wlow, uint64_t home);
 
   const uint64_t mask_;
   const int probe_limit_;
   const uint64_t limit_;
+  const uint64_t lateness_windows_;
   std::unique_ptr<std::atomic<uint64_t>[]> slots_;
 };
 

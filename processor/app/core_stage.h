@@ -61,6 +61,9 @@ struct CoreStageOptions {
 struct CoreStageCounters {
   uint64_t replayed_skipped = 0;  // events the task state already covered
   uint64_t dedup_too_old = 0;     // events older than the dedup horizon
+  // Partitions whose input resumed past the end of their local state (the
+  // partition was processed elsewhere in between; see AlreadyApplied).
+  uint64_t state_gaps = 0;
   // Conversions waiting in the state of the partitions owned at the last
   // commit (kept across the final revocation, for the exit summary).
   uint64_t pending = 0;
@@ -101,7 +104,7 @@ class CoreStage final : public PipelineStage {
   // Records the first error; the batch then fails in EndBatch (and is
   // replayed after the restart), since a stage call cannot return one.
   void Remember(const absl::Status& status);
-  bool AlreadyApplied(Task& task, const EventSource& source) const;
+  bool AlreadyApplied(Task& task, const EventSource& source);
   void PublishMetrics();
   void CountPending();
 

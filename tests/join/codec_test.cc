@@ -63,7 +63,8 @@ TEST(CodecTest, TimeIsBigEndianAndSortsNumerically) {
                                     std::numeric_limits<TimestampMs>::max()};
   for (size_t i = 0; i + 1 < times.size(); ++i) {
     EXPECT_LT(TimeBytes(times[i]), TimeBytes(times[i + 1])) << times[i];
-    Reader r(TimeBytes(times[i]));
+    const std::string bytes = TimeBytes(times[i]);  // Reader views it
+    Reader r(bytes);
     TimestampMs back;
     ASSERT_TRUE(r.Time(&back));
     EXPECT_EQ(back, times[i]);

@@ -42,11 +42,13 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Every test: ctest (unit + integration + deploy checks), then the fuzz smoke
-# run and the TSan run of the concurrent components.
+# run, the TSan run of the concurrent components and the ASan+UBSan run of
+# every unit test (about 20 minutes in all on 2 cores).
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 	$(MAKE) fuzz-smoke
 	$(MAKE) tsan
+	$(MAKE) asan
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L unit

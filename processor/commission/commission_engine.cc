@@ -26,19 +26,6 @@ constexpr double kMaxExactIntegral = 9007199254740992.0;  // 2^53
 constexpr std::string_view kLaneSeed1 = "tally.commission.1";
 constexpr std::string_view kLaneSeed2 = "tally.commission.2";
 
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7F) | 0x80));
-    value >>= 7;
-  }
-  out->push_back(static_cast<char>(value));
-}
-
-void AppendField(std::string_view field, std::string* out) {
-  AppendVarint(field.size(), out);
-  out->append(field.data(), field.size());
-}
-
 void AppendHex(uint64_t value, std::string* out) {
   static constexpr char kDigits[] = "0123456789abcdef";
   for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(value >> shift) & 0xF]);
@@ -218,10 +205,10 @@ std::string CommissionId(std::string_view offer_id, std::string_view goal,
   bytes.reserve(kLaneSeed1.size() + 4 * 2 + offer_id.size() + goal.size() + conversion_id.size() +
                 click_id.size());
   bytes.append(kLaneSeed1);
-  AppendField(offer_id, &bytes);
-  AppendField(goal, &bytes);
-  AppendField(conversion_id, &bytes);
-  AppendField(click_id, &bytes);
+  AppendLengthPrefixed(offer_id, &bytes);
+  AppendLengthPrefixed(goal, &bytes);
+  AppendLengthPrefixed(conversion_id, &bytes);
+  AppendLengthPrefixed(click_id, &bytes);
   const uint64_t lane1 = DedupHash64(bytes);
   bytes.replace(0, kLaneSeed1.size(), kLaneSeed2);  // same length by construction
   const uint64_t lane2 = DedupHash64(bytes);

@@ -5,20 +5,18 @@
 #include "absl/status/status.h"
 
 namespace tally {
-namespace {
 
-void AppendVarint(uint64_t value, std::string* out) {
-  while (value >= 0x80) {
-    out->push_back(static_cast<char>((value & 0x7F) | 0x80));
-    value >>= 7;
+void AppendLengthPrefixed(std::string_view field, std::string* out) {
+  uint64_t len = field.size();
+  while (len >= 0x80) {
+    out->push_back(static_cast<char>((len & 0x7F) | 0x80));
+    len >>= 7;
   }
-  out->push_back(static_cast<char>(value));
-}
-
-void AppendField(std::string_view field, std::string* out) {
-  AppendVarint(field.size(), out);
+  out->push_back(static_cast<char>(len));
   out->append(field.data(), field.size());
 }
+
+namespace {
 
 // Reads one length-prefixed field from the front of *in.
 bool ReadField(std::string_view* in, std::string_view* field) {
@@ -79,9 +77,9 @@ DedupKey ConversionKey(std::string_view offer_id, std::string_view goal,
   std::string encoded;
   encoded.reserve(1 + 3 * 2 + offer_id.size() + goal.size() + conversion_id.size() + 1);
   encoded.push_back(static_cast<char>(DedupKey::Kind::kConversion));
-  AppendField(offer_id, &encoded);
-  AppendField(goal, &encoded);
-  AppendField(conversion_id, &encoded);
+  AppendLengthPrefixed(offer_id, &encoded);
+  AppendLengthPrefixed(goal, &encoded);
+  AppendLengthPrefixed(conversion_id, &encoded);
   encoded.push_back(static_cast<char>(status));
   return DedupKey(std::move(encoded));
 }

@@ -63,6 +63,11 @@ DedupKey ClickKey(std::string_view click_id);
 DedupKey ConversionKey(std::string_view offer_id, std::string_view goal,
                        std::string_view conversion_id, ConversionStatus status);
 
+// Appends `field` as an unsigned LEB128 length followed by its bytes: the
+// injective field encoding of DedupKey, shared by every persisted or hashed
+// identity (commission ids use it too). A storage format: never change it.
+void AppendLengthPrefixed(std::string_view field, std::string* out);
+
 // A fixed 64-bit hash of a byte string: MurmurHash3's 64-bit block mix
 // applied to 8-byte little-endian words, length-seeded, finished with
 // MurmurHash3's fmix64. Unlike absl::Hash it is not salted per process, so a

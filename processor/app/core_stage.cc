@@ -322,6 +322,11 @@ absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
   }
   // Only now are the batch's accepted ids in the durable index.
   if (dedup_batch_ != nullptr) dedup_->Commit(std::move(dedup_batch_));
+  // A partition opened inside this batch: its committed ids join the table
+  // now that no batch is open.
+  if (dedup_stale_) {
+    if (absl::Status s = RebuildDeduplicator(); !s.ok()) return s;
+  }
   CountPending();
   PublishMetrics();
   return absl::OkStatus();

@@ -580,7 +580,6 @@ void TaskStore::Discard() {
   pending_count_ = committed_pending_count_;
   pending_index_ = committed_pending_index_;
   pending_keys_ = committed_pending_keys_;
-  pending_floor_.clear();  // discarded inserts may have lowered it; "" is always safe
   dirty_ = false;
 }
 

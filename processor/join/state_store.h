@@ -247,11 +247,6 @@ class TaskStore {
   int64_t committed_pending_count_ = 0;
   std::map<std::string, int64_t, std::less<>> positions_;  // committed
   bool dirty_ = false;                                     // changes since the last Commit/Discard
-  // A pending_by_time key <= every live one. Scans for the oldest start
-  // here rather than at the first key: after a run of evictions in one batch
-  // the merged iterator would otherwise skip every deleted entry again on
-  // each call (quadratic in the evictions of a batch).
-  std::string pending_floor_;
   // (event time, pending key) of every pending record: current (with this
   // batch) and as of the last commit. See PendingWithPrefix.
   std::set<std::pair<TimestampMs, std::string>> pending_index_;

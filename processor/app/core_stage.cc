@@ -1,6 +1,8 @@
 #include "processor/app/core_stage.h"
 
 #include <algorithm>
+#include <array>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,12 @@ struct CoreStage::Metrics {
                         .Help("RocksDB block cache + memtables of all state stores (the one cap)")
                         .Register(r)
                         .Add({})),
+        state_gaps(prometheus::BuildCounter()
+                       .Name("tally_state_gaps_total")
+                       .Help("Tasks whose input resumed past the end of their local state (the "
+                             "range was processed without it; joins over it may miss)")
+                       .Register(r)
+                       .Add({})),
         replayed(prometheus::BuildCounter()
                      .Name("tally_replayed_events_skipped_total")
                      .Help("Replayed input events the committed state already covered")
@@ -90,6 +98,7 @@ struct CoreStage::Metrics {
 
   prometheus::Gauge& pending;
   prometheus::Gauge& cache_bytes;
+  prometheus::Counter& state_gaps;
   prometheus::Counter& replayed;
   prometheus::Counter& dedup_lookups;
   prometheus::Counter& dedup_evictions;
@@ -97,6 +106,7 @@ struct CoreStage::Metrics {
   prometheus::Family<prometheus::Counter>& fraud_reloads;
   prometheus::Counter& reload_ok;
   prometheus::Counter& reload_failed;
+  uint64_t last_state_gaps = 0;
   uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0,
            last_reloads = 0, last_reload_failures = 0;
 };
@@ -106,7 +116,10 @@ struct CoreStage::Task {
   std::unique_ptr<Joiner> joiner;
   // Changed since the last CommitBatch.
   bool touched = false;
-  bool gap_reported = false;
+  // The first event of each input after opening was compared with the
+  // stored position (state gap detection).
+  bool clicks_resume_checked = false;
+  bool conversions_resume_checked = false;
 };
 
 CoreStage::CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers)
@@ -190,26 +203,37 @@ absl::Status CoreStage::RebuildDeduplicator() {
 CoreStage::Task* CoreStage::TaskFor(int32_t partition) {
   auto it = tasks_.find(partition);
   if (it != tasks_.end()) return it->second.get();
-  // An event of a partition whose assignment callback we have not seen
-  // cannot happen with librdkafka; open it rather than drop the event.
-  OnPartitionsAssigned({partition});
-  it = tasks_.find(partition);
-  return it == tasks_.end() ? nullptr : it->second.get();
+  // The Processor hands over events of open (whole, assigned) tasks only.
+  // Opening a store here would process a partition this instance does not
+  // own; fail the batch instead.
+  Remember(absl::FailedPreconditionError(
+      absl::StrCat("an event of partition ", partition, ", which is not an open task")));
+  return nullptr;
 }
 
 bool CoreStage::AlreadyApplied(Task& task, const EventSource& source) {
   const std::optional<int64_t> next = task.store->NextOffset(source.topic);
-  if (next.has_value() && source.offset > *next && !task.gap_reported) {
-    // The input continues past where this store stopped: another instance
-    // processed the range in between (the partition moved away and back),
-    // and its state changes are not here. Until the changelog restores
-    // them (next issue), say so loudly: joins over that range may miss.
-    task.gap_reported = true;
-    ++counters_.state_gaps;
-    TALLY_LOG(kWarning, kLog, "partition ", source.partition, ": ", source.topic,
-              " resumes at offset ", source.offset, " but the local state stops at ", *next,
-              "; unless those offsets are transaction markers or were compacted away, they were "
-              "processed by another instance and their state is missing here");
+  // Checked at the first event of each topic after the task opened: the
+  // input continues past where this store stopped, so another instance
+  // processed the range in between (the partition moved away and back, or
+  // this pod started on an empty volume) and its state changes are not
+  // here. Until the changelog restores them (next issue), say so loudly:
+  // joins over that range may miss. A store without a position that starts
+  // above offset 0 is reported too (it may also be the log start after
+  // retention).
+  const bool is_click = source.topic == options_.clicks_topic;
+  bool& checked = is_click ? task.clicks_resume_checked : task.conversions_resume_checked;
+  if (!checked) {
+    checked = true;
+    const bool gap = next.has_value() ? source.offset > *next : source.offset > 0;
+    if (gap) {
+      ++counters_.state_gaps;
+      TALLY_LOG(kWarning, kLog, "state gap: partition=", source.partition,
+                " topic=", source.topic, " resumes_at=", source.offset,
+                " local_state_ends_at=", next.has_value() ? absl::StrCat(*next) : "none",
+                " (offsets in between were processed without this state: joins over them may "
+                "miss)");
+    }
   }
   return next.has_value() && source.offset < *next;
 }
@@ -243,7 +267,28 @@ void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& 
       ++counters_.dedup_too_old;
       break;
   }
-  if (std::optional<RejectReason> fraud = fraud_->Check(click); fraud.has_value()) {
+  std::optional<RejectReason> fraud = fraud_->CheckRules(click);
+  if (!fraud.has_value()) {
+    // The flood rule. A replayed click (its batch never committed) takes
+    // the verdict journaled on its first attempt and is not counted again:
+    // the counters were rebuilt from the journal (RebuildFloodCounts).
+    FloodClick flood;
+    std::optional<FloodClick> journaled = task->store->JournaledFloodClick(source.offset);
+    if (journaled.has_value()) {
+      flood = *journaled;
+    } else {
+      const int64_t window = fraud_->FloodWindowOf(click.event_time_ms);
+      flood.click_offset = source.offset;
+      flood.window_start_ms = window * options_.fraud.flood_window_ms;
+      flood.ip = click.ip.bytes();
+      flood.verdict = static_cast<uint8_t>(fraud_->CountFlood(click));
+    }
+    task->store->RecordFloodClick(flood);
+    if (flood.verdict == static_cast<uint8_t>(FraudFilter::FloodVerdict::kRejected)) {
+      fraud = RejectReason::kIpClickFlood;
+    }
+  }
+  if (fraud.has_value()) {
     const char* detail = *fraud == RejectReason::kBotUserAgent ? "user agent matches a bot pattern"
                          : *fraud == RejectReason::kIpBlocklisted ? "IP inside a blocklisted range"
                                                                   : "too many clicks from this IP "
@@ -299,8 +344,47 @@ absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, 
   for (auto& [partition, task] : tasks_) {
     if (!task->touched) continue;
     if (absl::Status s = task->joiner->Advance(sink); !s.ok()) return s;
+    // Before the outputs are flushed: once a flood verdict may be on
+    // `rejected`, a replay must repeat it.
+    if (absl::Status s = task->store->WriteFloodJournal(); !s.ok()) return s;
   }
   return error_;
+}
+
+void CoreStage::AbortBatch() {
+  for (auto& [partition, task] : tasks_) {
+    if (!task->touched) continue;
+    task->joiner->Abort();
+    task->touched = false;
+  }
+  if (dedup_batch_ != nullptr) dedup_->Abort(std::move(dedup_batch_));
+  error_ = absl::OkStatus();
+  // The aborted clicks were counted; the journal holds exactly those whose
+  // verdict may already be visible. Recount from committed state + journal.
+  Remember(RebuildFloodCounts());
+  CountPending();
+}
+
+absl::Status CoreStage::RebuildFloodCounts() {
+  fraud_->ClearFloodCounts();
+  TimestampMs latest = kNoWatermark;
+  for (const auto& [partition, task] : tasks_) {
+    latest = std::max(latest, task->store->click_watermark());
+  }
+  const int64_t since = latest == kNoWatermark ? std::numeric_limits<int64_t>::min()
+                                               : latest - options_.state.flood_retention_ms;
+  const int64_t window_ms = options_.fraud.flood_window_ms;
+  for (const auto& [partition, task] : tasks_) {
+    absl::Status s = task->store->ForEachFloodCount(
+        since, [&](int64_t window_start, const std::array<uint8_t, 16>& ip, uint64_t count) {
+          fraud_->RestoreFloodCount(IpAddress::FromBytes(ip), window_start / window_ms, count);
+        });
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("partition ", partition,
+                                                 ": rebuilding flood counters: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
@@ -338,6 +422,7 @@ void CoreStage::PublishMetrics() {
   m.pending.Set(static_cast<double>(counters_.pending));
   m.cache_bytes.Set(static_cast<double>(stores_->cache_usage_bytes()));
   Metrics::Advance(m.replayed, counters_.replayed_skipped, &m.last_replayed);
+  Metrics::Advance(m.state_gaps, counters_.state_gaps, &m.last_state_gaps);
   const DedupCounters& d = dedup_->counters();
   // The deduplicator is rebuilt on assignment changes (its counters restart
   // at zero): Advance ignores a decrease and resumes from the new value.
@@ -382,6 +467,7 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
   // The shared dedup table must know the committed ids of every partition
   // this instance now owns before it answers for them.
   if (grew) {
+    Remember(RebuildFloodCounts());
     if (dedup_batch_ != nullptr) {
       // Assignment inside a batch (never from the Processor, which only
       // polls between batches): keep the table; the durable index still

@@ -83,6 +83,7 @@ class CoreStage final : public PipelineStage {
   void OnConversion(const Conversion& conversion, const EventSource& source, Outputs& out) override;
   absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) override;
   absl::Status CommitBatch(const std::vector<Position>& next_offsets) override;
+  void AbortBatch() override;
   void OnPartitionsAssigned(const std::vector<int32_t>& partitions) override;
   void OnPartitionsRevoked(const std::vector<int32_t>& partitions) override;
 
@@ -105,6 +106,9 @@ class CoreStage final : public PipelineStage {
   // replayed after the restart), since a stage call cannot return one.
   void Remember(const absl::Status& status);
   bool AlreadyApplied(Task& task, const EventSource& source);
+  // Recomputes the shared flood counters from the committed counts and the
+  // verdict journals of every open task. Between batches only.
+  absl::Status RebuildFloodCounts();
   void PublishMetrics();
   void CountPending();
 

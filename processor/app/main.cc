@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <functional>
@@ -23,6 +24,7 @@
 #include "processor/common/log.h"
 #include "processor/config/command_line.h"
 #include "processor/config/config.h"
+#include "processor/metrics/health.h"
 #include "processor/metrics/metrics_server.h"
 #include "processor/offers/offers.h"
 
@@ -85,6 +87,11 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.dedup.table_slots = config.dedup.table_slots;
   o.dedup.horizon_ms = horizon_ms;
   o.state.dedup_retention_ms = horizon_ms + o.dedup.repeat_skew_ms;
+  o.state.clicks_topic = config.topics.clicks;
+  // Flood counts are exact while partitions are at most flood_lateness
+  // apart; one window more covers the window still being counted.
+  o.state.flood_retention_ms = absl::ToInt64Milliseconds(config.fraud.flood_lateness) +
+                               absl::ToInt64Milliseconds(config.fraud.flood_window);
   o.fraud.bot_user_agents_file = config.fraud.bot_user_agents_file;
   o.fraud.ip_blocklist_file = config.fraud.ip_blocklist_file;
   o.fraud.max_clicks_per_ip = config.fraud.max_clicks_per_ip;
@@ -101,27 +108,37 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
 
 // Signals are taken synchronously by one thread (sigwait), never by an
 // async handler: SIGTERM/SIGINT ask the processor to stop after its current
-// batch; SIGHUP is logged (rule reloads hook in here).
-class SignalThread {
+// batch; SIGHUP reloads the fraud rule files.
+//
+// Two objects, because of two lifetimes: the signal mask must be blocked
+// before any other thread exists (every thread inherits it), while the
+// thread that acts on signals must be joined BEFORE the processor and stage
+// it calls are destroyed. So `BlockedSignals` is created first in Main, and
+// `SignalThread` after the objects it calls into (destroyed before them).
+class BlockedSignals {
  public:
-  SignalThread() {
+  BlockedSignals() {
     sigemptyset(&set_);
     sigaddset(&set_, SIGTERM);
     sigaddset(&set_, SIGINT);
     sigaddset(&set_, SIGHUP);
-    // Blocked before any other thread exists, so every thread inherits it.
     pthread_sigmask(SIG_BLOCK, &set_, nullptr);
   }
-  ~SignalThread() {
-    if (thread_.joinable()) {
-      done_.store(true, std::memory_order_release);
-      kill(getpid(), SIGTERM);  // wakes sigwait; seen as "done" below
-      thread_.join();
-    }
-  }
-  // `on_hup` runs on the signal thread (rule reloads).
-  void Start(Processor* processor, std::function<void()> on_hup) {
-    thread_ = std::thread([this, processor, on_hup = std::move(on_hup)] {
+  const sigset_t& set() const { return set_; }
+
+ private:
+  sigset_t set_;
+};
+
+class SignalThread {
+ public:
+  // `on_stop` and `on_hup` run on the signal thread until the destructor
+  // returns; they must stay callable that long (declare this object after
+  // everything they use).
+  SignalThread(const BlockedSignals& signals, std::function<void()> on_stop,
+               std::function<void()> on_hup)
+      : set_(signals.set()) {
+    thread_ = std::thread([this, on_stop = std::move(on_stop), on_hup = std::move(on_hup)] {
       while (true) {
         int sig = 0;
         if (sigwait(&set_, &sig) != 0) continue;
@@ -132,13 +149,20 @@ class SignalThread {
           continue;
         }
         TALLY_LOG(kInfo, kLog, "signal ", sig, " received: finishing the current batch");
-        processor->Stop();
+        on_stop();
       }
     });
   }
+  ~SignalThread() {
+    done_.store(true, std::memory_order_release);
+    kill(getpid(), SIGTERM);  // wakes sigwait; seen as "done" above
+    thread_.join();
+  }
+  SignalThread(const SignalThread&) = delete;
+  SignalThread& operator=(const SignalThread&) = delete;
 
  private:
-  sigset_t set_;
+  const sigset_t set_;
   std::atomic<bool> done_{false};
   std::thread thread_;
 };
@@ -159,7 +183,7 @@ void PrintHumanSummary(const ProcessorSummary& s) {
 }
 
 int Main(int argc, char** argv) {
-  SignalThread signals;
+  const BlockedSignals blocked;
   auto command_line = ParseCommandLine(argc, argv);
   if (!command_line.ok()) {
     std::cerr << "tally: " << command_line.status().message() << "\n" << CommandLineUsage("tally");
@@ -188,6 +212,10 @@ int Main(int argc, char** argv) {
             DescribeConfig(*config));
 
   auto registry = std::make_shared<prometheus::Registry>();
+  // A stalled loop (no iteration for this long) fails /healthz: longer than
+  // any wait inside one iteration (a batch, a flush slice, a rebalance).
+  auto health = std::make_shared<Health>(
+      std::max(absl::Seconds(60), 2 * config->shutdown.timeout));
   auto metrics = MetricsServer::Start(config->metrics.listen, registry);
   if (!metrics.ok()) {
     std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";
@@ -205,7 +233,9 @@ int Main(int argc, char** argv) {
     std::cerr << "tally: " << stage.status().message() << "\n";
     return 2;
   }
-  auto processor = Processor::Create(MakeProcessorOptions(*config), stage->get(), *registry);
+  ProcessorOptions processor_options = MakeProcessorOptions(*config);
+  processor_options.health = health;
+  auto processor = Processor::Create(std::move(processor_options), stage->get(), *registry);
   if (!processor.ok()) {
     std::cerr << "tally: " << processor.status().message() << "\n";
     // A client property librdkafka refuses is a configuration error.
@@ -214,13 +244,18 @@ int Main(int argc, char** argv) {
                ? 2
                : 1;
   }
-  signals.Start(processor->get(), [core = stage->get()] {
-    if (absl::Status s = core->ReloadFraudRules(); !s.ok()) {
-      TALLY_LOG(kError, kLog, "fraud rules not reloaded (the old ones stay): ", s.message());
-    } else {
-      TALLY_LOG(kInfo, kLog, "fraud rules reloaded");
-    }
-  });
+  Processor* const loop = processor->get();
+  CoreStage* const core = stage->get();
+  // Declared after the processor and the stage: joined before they go.
+  const SignalThread signals(
+      blocked, [loop] { loop->Stop(); },
+      [core] {
+        if (absl::Status s = core->ReloadFraudRules(); !s.ok()) {
+          TALLY_LOG(kError, kLog, "fraud rules not reloaded (the old ones stay): ", s.message());
+        } else {
+          TALLY_LOG(kInfo, kLog, "fraud rules reloaded");
+        }
+      });
   absl::Status status = (*processor)->Run();
   ProcessorSummary summary = (*processor)->summary();
   const CoreStageCounters core_counters = (*stage)->counters();

@@ -74,10 +74,16 @@ class PipelineStage {
   virtual absl::Status CommitBatch(const std::vector<Position>& /*next_offsets*/) {
     return absl::OkStatus();
   }
+  // The batch will not be committed (its outputs could not all be
+  // acknowledged): forget every uncommitted change; the Processor replays
+  // the batch's events from their first offsets.
+  virtual void AbortBatch() {}
   // The input topics' partition count (checked equal for both), before the
   // first batch.
   virtual void SetInputPartitionCount(int32_t /*partitions*/) {}
-  // Partition ownership changes (Kafka rebalance). Called between batches.
+  // Task ownership changes (Kafka rebalance): a partition id here is a whole
+  // task (partition p of both input topics); the Processor never hands over
+  // events of a partition that is not assigned here. Called between batches.
   virtual void OnPartitionsAssigned(const std::vector<int32_t>& /*partitions*/) {}
   virtual void OnPartitionsRevoked(const std::vector<int32_t>& /*partitions*/) {}
 };

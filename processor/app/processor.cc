@@ -6,7 +6,11 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <array>
+#include <map>
+#include <optional>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -32,11 +36,11 @@ struct LoopMetrics {
   explicit LoopMetrics(prometheus::Registry& registry)
       : input(prometheus::BuildCounter()
                   .Name("tally_input_messages_total")
-                  .Help("Messages consumed from the input topics, by kind")
+                  .Help("Input messages processed and committed, by kind (a replayed batch counts once)")
                   .Register(registry)),
         input_bytes(prometheus::BuildCounter()
                         .Name("tally_input_bytes_total")
-                        .Help("Payload bytes consumed from the input topics, by kind")
+                        .Help("Payload bytes of the input messages processed and committed, by kind")
                         .Register(registry)),
         rejected(prometheus::BuildCounter()
                      .Name("tally_events_rejected_total")
@@ -75,9 +79,40 @@ struct LoopMetrics {
                      .Add({})),
         failures(prometheus::BuildCounter()
                      .Name("tally_batch_failures_total")
-                     .Help("Batches that could not be flushed or committed (process exits)")
+                     .Help("Batches that failed (replayed after a retriable error, or fatal)")
                      .Register(registry)
                      .Add({})),
+        replays(prometheus::BuildCounter()
+                    .Name("tally_batch_replays_total")
+                    .Help("Failed batches aborted and consumed again from their first offsets")
+                    .Register(registry)
+                    .Add({})),
+        rebalances(prometheus::BuildCounter()
+                       .Name("tally_rebalances_total")
+                       .Help("Partition assignments received from the consumer group")
+                       .Register(registry)
+                       .Add({})),
+        half_tasks(prometheus::BuildGauge()
+                       .Name("tally_half_tasks")
+                       .Help("Partitions with only one of the two input topics assigned (paused)")
+                       .Register(registry)
+                       .Add({})),
+        ready(prometheus::BuildGauge()
+                  .Name("tally_ready")
+                  .Help("1 when /readyz answers ready: in the group, every task whole and open, "
+                        "broker reachable, outputs acknowledged")
+                  .Register(registry)
+                  .Add({})),
+        kafka_errors(prometheus::BuildCounter()
+                         .Name("tally_kafka_errors_total")
+                         .Help("Kafka client errors seen by the processing loop, by operation "
+                               "and class")
+                         .Register(registry)),
+        lag(prometheus::BuildGauge()
+                .Name("tally_consumer_lag_messages")
+                .Help("Messages between the consumer position and the end of each assigned "
+                      "input partition (librdkafka statistics)")
+                .Register(registry)),
         input_click(&input.Add({{"kind", "click"}})),
         input_conversion(&input.Add({{"kind", "conversion"}})),
         input_bytes_click(&input_bytes.Add({{"kind", "click"}})),
@@ -101,6 +136,14 @@ struct LoopMetrics {
   prometheus::Gauge& last_commit;
   prometheus::Gauge& assigned;
   prometheus::Counter& failures;
+  prometheus::Counter& replays;
+  prometheus::Counter& rebalances;
+  prometheus::Gauge& half_tasks;
+  prometheus::Gauge& ready;
+  // Children created on first use: (operation x class) and assigned
+  // partitions are bounded sets.
+  prometheus::Family<prometheus::Counter>& kafka_errors;
+  prometheus::Family<prometheus::Gauge>& lag;
   prometheus::Counter* input_click;
   prometheus::Counter* input_conversion;
   prometheus::Counter* input_bytes_click;
@@ -131,6 +174,7 @@ std::string ProcessorSummary::ToJson() const {
                       "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
                       ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
                       ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
+                      ",\"batch_replays\":", batch_replays,
                       ",\"busy_seconds\":", busy_seconds, "}");
 }
 
@@ -144,8 +188,23 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         conversion_decoder_(options_.conversions_format, options_.limits),
         encoder_(options_.output_format) {}
 
+  ~Impl() {
+    // The consumer goes first, while everything its close can reach (the
+    // revoke callback: this object's members and the stage) still exists.
+    // Member order makes the same true if this is skipped; being explicit
+    // keeps it true under refactoring.
+    if (consumer_ != nullptr) {
+      if (absl::Status s = consumer_->Close(); !s.ok()) {
+        TALLY_LOG(kWarning, kLog, "closing the consumer: ", s.ToString());
+      }
+      consumer_.reset();
+    }
+  }
+
   absl::Status Init() {
-    auto producer = kafka::Producer::Create(options_.producer_properties);
+    kafka::ClientFactory& clients =
+        options_.clients != nullptr ? *options_.clients : kafka::LibRdKafkaClients();
+    auto producer = clients.CreateProducer(options_.producer_properties);
     if (!producer.ok()) {
       return absl::Status(producer.status().code(),
                           absl::StrCat("creating the producer: ", producer.status().message()));
@@ -167,7 +226,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           "; clicks and conversions must have the same partition count and the same key"));
     }
     stage_->SetInputPartitionCount(*clicks_partitions);
-    auto consumer = kafka::Consumer::Create(options_.consumer_properties, this);
+    auto consumer = clients.CreateConsumer(options_.consumer_properties, this);
     if (!consumer.ok()) {
       return absl::Status(consumer.status().code(),
                           absl::StrCat("creating the consumer: ", consumer.status().message()));
@@ -181,12 +240,21 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     batch.reserve(options_.batch_max_messages);
     absl::Time idle_since = absl::InfiniteFuture();
     while (!stop_.load(std::memory_order_acquire)) {
+      Heartbeat();
       batch.clear();
       revoked_in_poll_.clear();
       absl::Status polled =
           consumer_->Poll(options_.batch_max_messages, options_.batch_max_time, &batch);
-      if (!polled.ok()) return Fail(polled);
+      if (!polled.ok()) {
+        // The consumer returns only kFatal and kFenced errors (it retries
+        // the rest itself); both mean this client is done.
+        CountKafkaError("consume", polled);
+        return Fail(polled);
+      }
       if (!revoked_in_poll_.empty()) DropRevoked(&batch);
+      if (absl::Status s = HoldBackHalfTasks(&batch); !s.ok()) return Fail(s);
+      RefreshLag();
+      UpdateReadiness();
       if (batch.empty()) {
         if (options_.stop_when_idle > absl::ZeroDuration() && !consumer_->Assignment().empty() &&
             consumer_->AllAssignedAtEof()) {
@@ -203,7 +271,11 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         continue;
       }
       idle_since = absl::InfiniteFuture();
-      if (absl::Status s = ProcessBatch(batch); !s.ok()) return Fail(s);
+      absl::Status processed = ProcessBatch(batch);
+      if (processed.ok()) continue;
+      metrics_.failures.Increment();
+      if (!Replayable(processed)) return Fail(processed);
+      if (absl::Status s = Replay(batch, processed); !s.ok()) return Fail(s);
     }
     return Shutdown();
   }
@@ -260,32 +332,115 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     ++pending_summary_.retained;
   }
 
-  // RebalanceListener: called inside consumer_->Poll().
+  // RebalanceListener: called inside consumer_->Poll() (or Close()), between
+  // batches. Only whole tasks reach the stage; see HoldBackHalfTasks.
   void OnAssigned(const std::vector<kafka::TopicPartition>& partitions) override {
-    std::vector<int32_t> ids;
+    metrics_.rebalances.Increment();
+    joined_ = true;
+    std::set<int32_t> touched;
     for (const auto& tp : partitions) {
-      if (tp.topic == options_.topics.clicks) ids.push_back(tp.partition);
+      assigned_.insert(tp);
+      touched.insert(tp.partition);
     }
-    TALLY_LOG(kInfo, kLog, "assigned ", partitions.size(), " partitions");
-    assigned_count_ += static_cast<int64_t>(partitions.size());
-    metrics_.assigned.Set(static_cast<double>(assigned_count_));
-    stage_->OnPartitionsAssigned(ids);
+    std::vector<int32_t> whole;
+    for (int32_t p : touched) {
+      if (IsWhole(p) && !tasks_.contains(p)) whole.push_back(p);
+    }
+    TALLY_LOG(kInfo, kLog, "assigned ", partitions.size(), " partitions; ", whole.size(),
+              " new tasks");
+    for (int32_t p : whole) {
+      tasks_.insert(p);
+      // A half that waited for this partner resumes.
+      for (const kafka::TopicPartition& tp : Halves(p)) {
+        if (paused_.erase(tp) > 0) to_resume_.push_back(tp);
+      }
+    }
+    if (!whole.empty()) stage_->OnPartitionsAssigned(whole);
+    ReviewHalfTasks();
   }
 
   void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override {
-    std::vector<int32_t> ids;
+    std::set<int32_t> touched;
     for (const auto& tp : partitions) {
       revoked_in_poll_.insert({tp.topic, tp.partition});
-      if (tp.topic == options_.topics.clicks) ids.push_back(tp.partition);
+      assigned_.erase(tp);
+      paused_.erase(tp);
+      touched.insert(tp.partition);
     }
-    TALLY_LOG(kInfo, kLog, "revoked ", partitions.size(), " partitions");
-    assigned_count_ -= static_cast<int64_t>(partitions.size());
-    if (assigned_count_ < 0) assigned_count_ = 0;
-    metrics_.assigned.Set(static_cast<double>(assigned_count_));
-    stage_->OnPartitionsRevoked(ids);
+    std::vector<int32_t> closed;
+    for (int32_t p : touched) {
+      if (tasks_.erase(p) > 0) closed.push_back(p);
+    }
+    if (assigned_.empty()) joined_ = false;  // an eager rebalance is under way
+    TALLY_LOG(kInfo, kLog, "revoked ", partitions.size(), " partitions; ", closed.size(),
+              " tasks closed");
+    if (!closed.empty()) stage_->OnPartitionsRevoked(closed);
+    ReviewHalfTasks();
   }
 
  private:
+  std::array<kafka::TopicPartition, 2> Halves(int32_t p) const {
+    return {kafka::TopicPartition{options_.topics.clicks, p},
+            kafka::TopicPartition{options_.topics.conversions, p}};
+  }
+  bool IsWhole(int32_t p) const {
+    const auto halves = Halves(p);
+    return assigned_.contains(halves[0]) && assigned_.contains(halves[1]);
+  }
+
+  // Every assigned partition without its partner is paused (after the
+  // callback returns: librdkafka pauses only assigned partitions) and
+  // counted. Kafka never assigns half a task with the range assignor and
+  // co-partitioned topics; this guards against another assignor, members
+  // subscribed to different topics, or a partition count changed at run
+  // time.
+  void ReviewHalfTasks() {
+    int64_t halves = 0;
+    for (const kafka::TopicPartition& tp : assigned_) {
+      if (IsWhole(tp.partition)) continue;
+      ++halves;
+      if (paused_.insert(tp).second) {
+        to_pause_.push_back(tp);
+        TALLY_LOG(kWarning, kLog, "half task: ", tp.topic, "[", tp.partition,
+                  "] is assigned without its co-partitioned partner; paused until it arrives "
+                  "(check partition.assignment.strategy and that every instance subscribes to "
+                  "both inputs)");
+      }
+    }
+    half_tasks_ = halves;
+    metrics_.half_tasks.Set(static_cast<double>(halves));
+  }
+
+  // Applies the pauses/resumes decided in the rebalance callbacks, and
+  // holds back messages of partitions that are not whole tasks: they were
+  // fetched before the pause took effect, so their partition is sought back
+  // to the first of them and they are consumed again once the task is whole.
+  absl::Status HoldBackHalfTasks(std::vector<std::unique_ptr<kafka::Message>>* batch) {
+    if (!to_pause_.empty()) {
+      absl::Status s = consumer_->Pause(to_pause_);
+      if (!s.ok()) return CountedKafkaError("pause", s);
+      to_pause_.clear();
+    }
+    if (!to_resume_.empty()) {
+      absl::Status s = consumer_->Resume(to_resume_);
+      if (!s.ok()) return CountedKafkaError("resume", s);
+      to_resume_.clear();
+    }
+    std::map<kafka::TopicPartition, int64_t> held;
+    std::erase_if(*batch, [&](const std::unique_ptr<kafka::Message>& m) {
+      if (tasks_.contains(m->partition())) return false;
+      kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
+      auto [it, inserted] = held.try_emplace(tp, m->offset());
+      if (!inserted) it->second = std::min(it->second, m->offset());
+      return true;
+    });
+    if (held.empty()) return absl::OkStatus();
+    std::vector<kafka::TopicPartitionOffset> seeks;
+    for (const auto& [tp, offset] : held) seeks.push_back({tp.topic, tp.partition, offset});
+    absl::Status s = consumer_->Seek(seeks);
+    return s.ok() ? s : CountedKafkaError("seek", s);
+  }
+
   // Messages fetched before a revocation inside the same Poll() belong to a
   // partition we no longer own: the new owner reads them from the last
   // committed offset, so processing them here would only duplicate work.
@@ -308,8 +463,6 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           message->topic() == options_.topics.clicks ? InputKind::kClick : InputKind::kConversion;
       if (kind == InputKind::kClick) {
         ++pending_summary_.clicks_in;
-        metrics_.input_click->Increment();
-        metrics_.input_bytes_click->Increment(static_cast<double>(message->value().size()));
         if (auto invalid = click_decoder_.Decode(message->value(), &click_); invalid) {
           Reject(source, invalid->reason, invalid->detail);
         } else {
@@ -318,8 +471,6 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         }
       } else {
         ++pending_summary_.conversions_in;
-        metrics_.input_conversion->Increment();
-        metrics_.input_bytes_conversion->Increment(static_cast<double>(message->value().size()));
         if (auto invalid = conversion_decoder_.Decode(message->value(), &conversion_); invalid) {
           Reject(source, invalid->reason, invalid->detail);
         } else {
@@ -341,22 +492,197 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     }
     if (absl::Status s = stage_->EndBatch(positions, *this); !s.ok()) return s;
     if (!produce_error_.ok()) return produce_error_;
-    // Outputs first, offsets second: committing before every output is
-    // acknowledged (acks=all) could lose it on a crash.
-    if (absl::Status s = producer_->Flush(options_.shutdown_timeout); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("flushing batch outputs: ", s.message()));
-    }
+    // Outputs first, state second, offsets last: committing before every
+    // output is acknowledged (acks=all) could lose it on a crash.
+    if (absl::Status s = FlushOutputs(); !s.ok()) return s;
     if (absl::Status s = stage_->CommitBatch(positions); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("committing state: ", s.message()));
     }
+    CountInput(batch);
     if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("committing input offsets: ", s.message()));
+      CountKafkaError("commit", s);
+      if (kafka::ErrorClassOf(s) == kafka::ErrorClass::kFatal) {
+        return absl::Status(s.code(), absl::StrCat("committing input offsets: ", s.message()));
+      }
+      // REBALANCE_IN_PROGRESS, coordinator moves, timeouts, a generation
+      // that ended: the state holds these positions durably, so a replay
+      // from the older committed offsets is skipped event by event, and the
+      // next batch's commit covers this one. Nothing to undo.
+      TALLY_LOG(kWarning, kLog, "offset commit failed (", s.message(),
+                "); the state holds the positions, the next commit covers them");
+    } else {
+      metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
     }
     metrics_.batches.Increment();
     metrics_.batch_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - started));
-    metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
     MergeSummary(absl::Now());
     return absl::OkStatus();
+  }
+
+  // Waits for every output of the batch. While the broker does not answer
+  // (flush times out with messages still in flight) it keeps waiting, not
+  // ready, consuming nothing; a stop request ends the wait after
+  // shutdown_timeout. Any delivery failure fails the batch (replayed).
+  absl::Status FlushOutputs() {
+    constexpr absl::Duration kFlushSlice = absl::Seconds(1);
+    absl::Time stop_deadline = absl::InfiniteFuture();
+    for (;;) {
+      absl::Status s = producer_->Flush(kFlushSlice);
+      if (s.ok()) {
+        if (awaiting_acks_) {
+          awaiting_acks_ = false;
+          TALLY_LOG(kInfo, kLog, "outputs acknowledged again");
+        }
+        return s;
+      }
+      if (s.code() != absl::StatusCode::kDeadlineExceeded) {
+        CountKafkaError("flush", s);
+        return absl::Status(s.code(), absl::StrCat("flushing batch outputs: ", s.message()));
+      }
+      if (!awaiting_acks_) {
+        awaiting_acks_ = true;
+        CountKafkaError("flush", s);
+        TALLY_LOG(kWarning, kLog, "outputs not acknowledged yet (", s.message(),
+                  "); waiting for Kafka, consuming nothing");
+      }
+      Heartbeat();
+      UpdateReadiness();
+      if (stop_.load(std::memory_order_acquire)) {
+        const absl::Time now = absl::Now();
+        if (stop_deadline == absl::InfiniteFuture()) {
+          stop_deadline = now + options_.shutdown_timeout;
+        }
+        if (now >= stop_deadline) {
+          return absl::Status(s.code(), absl::StrCat("stopping with outputs unacknowledged: ",
+                                                     s.message()));
+        }
+      }
+    }
+  }
+
+  // A batch that could not be completed: the stage forgets it and its
+  // partitions are sought back to the batch's first offsets. Outputs the
+  // failed attempt already delivered repeat (same ids): at-least-once.
+  absl::Status Replay(const std::vector<std::unique_ptr<kafka::Message>>& batch,
+                      const absl::Status& why) {
+    metrics_.replays.Increment();
+    TALLY_LOG(kWarning, kLog, "batch of ", batch.size(), " messages failed (", why.ToString(),
+              "); replaying it after ", absl::FormatDuration(options_.retry_backoff));
+    stage_->AbortBatch();
+    std::map<kafka::TopicPartition, int64_t> first;
+    for (const auto& m : batch) {
+      kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
+      auto [it, inserted] = first.try_emplace(tp, m->offset());
+      if (!inserted) it->second = std::min(it->second, m->offset());
+    }
+    std::vector<kafka::TopicPartitionOffset> seeks;
+    for (const auto& [tp, offset] : first) {
+      if (assigned_.contains(tp)) seeks.push_back({tp.topic, tp.partition, offset});
+    }
+    if (absl::Status s = consumer_->Seek(seeks); !s.ok()) return CountedKafkaError("seek", s);
+    {
+      absl::MutexLock lock(&summary_mu_);
+      ++summary_.batch_replays;
+    }
+    // Interruptible: Stop() is seen within one slice.
+    const absl::Time until = absl::Now() + options_.retry_backoff;
+    while (!stop_.load(std::memory_order_acquire) && absl::Now() < until) {
+      producer_->Poll(absl::Milliseconds(50));
+      Heartbeat();
+    }
+    return absl::OkStatus();
+  }
+
+  // Kafka errors of any class but kFatal end the batch for a replay; other
+  // errors (state store I/O, a stage invariant) are not retried.
+  static bool Replayable(const absl::Status& status) {
+    std::optional<kafka::ErrorClass> error_class = kafka::ErrorClassOf(status);
+    if (!error_class.has_value()) return false;
+    switch (*error_class) {
+      case kafka::ErrorClass::kRetriable:
+      case kafka::ErrorClass::kAbortable:
+      case kafka::ErrorClass::kPermanent:
+        return true;
+      case kafka::ErrorClass::kFatal:
+      case kafka::ErrorClass::kFenced:
+        return false;
+    }
+    return false;
+  }
+
+  void CountKafkaError(std::string_view operation, const absl::Status& status) {
+    std::optional<kafka::ErrorClass> error_class = kafka::ErrorClassOf(status);
+    const std::string class_name(
+        error_class.has_value() ? kafka::ErrorClassName(*error_class) : "fatal");
+    auto key = std::make_pair(std::string(operation), class_name);
+    auto it = kafka_error_counters_.find(key);
+    if (it == kafka_error_counters_.end()) {
+      prometheus::Counter* counter =
+          &metrics_.kafka_errors.Add({{"operation", key.first}, {"class", key.second}});
+      it = kafka_error_counters_.emplace(std::move(key), counter).first;
+    }
+    it->second->Increment();
+  }
+  absl::Status CountedKafkaError(std::string_view operation, const absl::Status& status) {
+    CountKafkaError(operation, status);
+    return status;
+  }
+
+  void CountInput(const std::vector<std::unique_ptr<kafka::Message>>& batch) {
+    for (const auto& message : batch) {
+      const bool click = message->topic() == options_.topics.clicks;
+      (click ? metrics_.input_click : metrics_.input_conversion)->Increment();
+      (click ? metrics_.input_bytes_click : metrics_.input_bytes_conversion)
+          ->Increment(static_cast<double>(message->value().size()));
+    }
+  }
+
+  void Heartbeat() {
+    if (options_.health != nullptr) options_.health->Heartbeat();
+  }
+
+  void UpdateReadiness() {
+    std::string reason;
+    if (!joined_) {
+      reason = "not in the consumer group (joining or rebalancing)";
+    } else if (!consumer_->BrokersReachable()) {
+      reason = "broker unreachable";
+    } else if (awaiting_acks_) {
+      reason = "waiting for Kafka to acknowledge outputs";
+    } else if (half_tasks_ > 0) {
+      reason = absl::StrCat(half_tasks_, " partition(s) assigned without their partner");
+    }
+    const bool ready = reason.empty();
+    metrics_.ready.Set(ready ? 1 : 0);
+    if (options_.health != nullptr) options_.health->SetReady(ready, std::move(reason));
+  }
+
+  void RefreshLag() {
+    const absl::Time now = absl::Now();
+    if (now - last_lag_refresh_ < absl::Seconds(5)) return;
+    last_lag_refresh_ = now;
+    std::set<kafka::TopicPartition> seen;
+    for (const kafka::PartitionLag& l : consumer_->Lag()) {
+      kafka::TopicPartition tp{l.topic, l.partition};
+      auto it = lag_gauges_.find(tp);
+      if (it == lag_gauges_.end()) {
+        prometheus::Gauge* gauge = &metrics_.lag.Add(
+            {{"topic", l.topic}, {"partition", absl::StrCat(l.partition)}});
+        it = lag_gauges_.emplace(tp, gauge).first;
+      }
+      if (l.lag >= 0) it->second->Set(static_cast<double>(l.lag));
+      seen.insert(tp);
+    }
+    // Partitions that moved away stop being exported here (their new owner
+    // exports them).
+    for (auto it = lag_gauges_.begin(); it != lag_gauges_.end();) {
+      if (seen.contains(it->first) || assigned_.contains(it->first)) {
+        ++it;
+        continue;
+      }
+      metrics_.lag.Remove(it->second);
+      it = lag_gauges_.erase(it);
+    }
   }
 
   void MergeSummary(absl::Time committed) {
@@ -378,29 +704,40 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
 
   // Produce() polls and retries on a full queue and only fails for errors
   // that retrying cannot fix; the first such error fails the batch (its
-  // offsets are never committed, so it is replayed after the restart).
+  // state and offsets are never committed, so it is replayed).
   void ProduceOrRemember(const std::string& topic, std::string_view key) {
     if (!produce_error_.ok()) return;
     absl::Status s = producer_->Produce(topic, -1, key, scratch_);
     if (!s.ok()) {
+      CountKafkaError("produce", s);
       produce_error_ =
           absl::Status(s.code(), absl::StrCat("producing to '", topic, "': ", s.message()));
     }
   }
 
   absl::Status Fail(const absl::Status& status) {
-    metrics_.failures.Increment();
     TALLY_LOG(kError, kLog, "stopping without committing the current batch: ", status.ToString());
+    if (options_.health != nullptr) options_.health->SetReady(false, "stopping on an error");
+    metrics_.ready.Set(0);
     // Leave the group so partitions move to a healthy instance promptly; the
     // uncommitted batch is replayed there.
-    (void)consumer_->Close();
+    if (absl::Status s = consumer_->Close(); !s.ok()) {
+      TALLY_LOG(kWarning, kLog, "closing the consumer: ", s.ToString());
+    }
     return status;
   }
 
   absl::Status Shutdown() {
     TALLY_LOG(kInfo, kLog, "shutting down: flushing outputs and leaving the group");
-    if (absl::Status s = producer_->Flush(options_.shutdown_timeout); !s.ok()) return s;
-    return consumer_->Close();
+    if (options_.health != nullptr) options_.health->SetReady(false, "shutting down");
+    metrics_.ready.Set(0);
+    // Every committed batch was flushed already; this only covers outputs
+    // of nothing (kept as a bound). The consumer is closed either way, so
+    // the group rebalances now rather than after the session timeout.
+    absl::Status flushed = producer_->Flush(options_.shutdown_timeout);
+    if (!flushed.ok()) TALLY_LOG(kWarning, kLog, "final flush: ", flushed.ToString());
+    absl::Status closed = consumer_->Close();
+    return closed.ok() ? flushed : closed;
   }
 
   const ProcessorOptions options_;
@@ -408,11 +745,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   LoopMetrics metrics_;
   std::atomic<bool> stop_{false};
 
-  // Owned by the Run() thread. The producer is declared before the
-  // consumer so that it is destroyed after it: the consumer's close may
-  // still trigger rebalance callbacks that reach the stage and Outputs.
-  std::unique_ptr<kafka::Producer> producer_;
-  std::unique_ptr<kafka::Consumer> consumer_;
+  // Everything below is owned by the Run() thread; the rebalance callbacks
+  // (run inside the consumer's Poll/Close on that thread) use it.
   EventDecoder click_decoder_;
   EventDecoder conversion_decoder_;
   EventEncoder encoder_;
@@ -421,12 +755,28 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   std::string scratch_;
   absl::Status produce_error_;
   absl::flat_hash_set<std::pair<std::string, int32_t>> revoked_in_poll_;
-  int64_t assigned_count_ = 0;
+  std::set<kafka::TopicPartition> assigned_;  // both input topics
+  std::set<int32_t> tasks_;                   // whole tasks handed to the stage
+  std::set<kafka::TopicPartition> paused_;    // half tasks
+  std::vector<kafka::TopicPartition> to_pause_;
+  std::vector<kafka::TopicPartition> to_resume_;
+  int64_t half_tasks_ = 0;
+  bool joined_ = false;
+  bool awaiting_acks_ = false;
+  std::map<std::pair<std::string, std::string>, prometheus::Counter*> kafka_error_counters_;
+  std::map<kafka::TopicPartition, prometheus::Gauge*> lag_gauges_;
+  absl::Time last_lag_refresh_ = absl::InfinitePast();
   absl::Time first_batch_started_ = absl::InfiniteFuture();
   ProcessorSummary pending_summary_;
 
   mutable absl::Mutex summary_mu_;
   ProcessorSummary summary_ ABSL_GUARDED_BY(summary_mu_);
+
+  // Declared last, destroyed first: the producer outlives the consumer and
+  // the consumer outlives nothing its callbacks touch (its close revokes the
+  // tasks through OnRevoked, which uses the members above and the stage).
+  std::unique_ptr<kafka::Producer> producer_;
+  std::unique_ptr<kafka::Consumer> consumer_;
 };
 
 absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(ProcessorOptions options,

@@ -1,12 +1,28 @@
 // The Processor is the consume -> decode -> stage -> produce -> commit loop.
 //
-// Delivery guarantee of this first path: at-least-once with no loss. A batch
-// of input messages is decoded and handed to the PipelineStage; every output
-// it causes is produced; the producer is flushed and every delivery checked;
-// only then are the batch's input offsets committed. A crash anywhere before
-// the commit replays the batch (outputs may repeat, nothing is lost). The
-// exactly-once issue replaces flush+commit with one Kafka transaction per
-// batch; the batch structure here is what that needs.
+// Delivery guarantee: at-least-once with no loss, and no re-decision. A
+// batch of input messages is decoded and handed to the PipelineStage; every
+// output it causes is produced; the producer is flushed and every delivery
+// checked; then the stage makes its state durable with the batch's
+// positions (fsync); only then are the input offsets committed. A crash
+// anywhere before the state write replays the batch (outputs may repeat
+// with the same ids, nothing is lost); after it, the replayed events are
+// recognised by the stored positions and skipped.
+//
+// Tasks. Partition p of `clicks` and partition p of `conversions` are one
+// task; only whole tasks are handed to the stage. The consumer's assignor
+// (range) keeps both halves on one member; every assignment is still
+// verified: a half task is paused (its messages are held back by seeking
+// to them), logged and counted (tally_half_tasks) until its partner arrives.
+//
+// Errors, by kafka::ErrorClass: a batch whose outputs cannot all be
+// acknowledged (a produce or delivery error of any class but kFatal) is
+// aborted in the stage and replayed from its first offsets after a backoff;
+// a flush that times out keeps waiting (not ready) while the broker is away,
+// consuming nothing, so memory stays bounded; a failed offset commit is
+// retried by the next batch's commit (the state already holds the
+// positions). kFatal errors, and errors that do not come from Kafka (state
+// store I/O), stop the processor with a message naming the cause.
 //
 // Threading: Run() is called on one thread and everything (Kafka polling,
 // rebalance callbacks, the stage) happens on it. Stop() may be called from
@@ -27,6 +43,7 @@
 #include "processor/codec/codec.h"
 #include "processor/config/config.h"  // AttributionKey
 #include "processor/kafka/kafka.h"
+#include "processor/metrics/health.h"
 
 namespace prometheus {
 class Registry;
@@ -57,6 +74,13 @@ struct ProcessorOptions {
   // its log for this long (make run, tests). 0: run until Stop().
   absl::Duration stop_when_idle = absl::ZeroDuration();
   absl::Duration shutdown_timeout = absl::Seconds(30);
+  // Pause before a failed batch is replayed (the broker may be recovering).
+  absl::Duration retry_backoff = absl::Milliseconds(500);
+  // Where the Kafka clients come from (nullptr: librdkafka); tests pass the
+  // in-process fake.
+  kafka::ClientFactory* clients = nullptr;
+  // Liveness/readiness for /healthz and /readyz; may be null.
+  std::shared_ptr<Health> health;
 };
 
 // What the processor did, for the exit summary and tests.
@@ -75,6 +99,7 @@ struct ProcessorSummary {
   uint64_t pending = 0;
   uint64_t replayed_skipped = 0;
   uint64_t batches = 0;
+  uint64_t batch_replays = 0;  // batches aborted and consumed again
   // Wall time from the first consumed message to the last commit: the
   // processing time without group join and idle waiting (benchmarks).
   double busy_seconds = 0;
@@ -84,7 +109,8 @@ struct ProcessorSummary {
 
 class Processor {
  public:
-  // `stage` must outlive the Processor. Metrics are registered in `registry`.
+  // `stage` must outlive the Processor (its consumer's close revokes the
+  // tasks through it). Metrics are registered in `registry`.
   static absl::StatusOr<std::unique_ptr<Processor>> Create(ProcessorOptions options,
                                                            PipelineStage* stage,
                                                            prometheus::Registry& registry);

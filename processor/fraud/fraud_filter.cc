@@ -109,30 +109,52 @@ FraudFilter::Stripe& FraudFilter::ThisThreadStripe(std::array<Stripe, kStripes>&
 }
 
 std::optional<RejectReason> FraudFilter::Check(const Click& click) {
+  if (std::optional<RejectReason> reason = CheckRules(click); reason.has_value()) return reason;
+  if (CountFlood(click) == FloodVerdict::kRejected) return RejectReason::kIpClickFlood;
+  return std::nullopt;  // accepted, or fail-open on overflow (see the header)
+}
+
+std::optional<RejectReason> FraudFilter::CheckRules(const Click& click) {
   Stripe& stripe = ThisThreadStripe(stripes_);
   stripe.checked.fetch_add(1, std::memory_order_relaxed);
-  {
-    const ReadGuard rules(stripe, current_);
-    if ((*rules).IsBotUserAgent(click.user_agent)) {
-      stripe.bot_user_agent.fetch_add(1, std::memory_order_relaxed);
-      return RejectReason::kBotUserAgent;
-    }
-    if ((*rules).IsBlocklisted(click.ip)) {
-      stripe.ip_blocklisted.fetch_add(1, std::memory_order_relaxed);
-      return RejectReason::kIpBlocklisted;
-    }
+  const ReadGuard rules(stripe, current_);
+  if ((*rules).IsBotUserAgent(click.user_agent)) {
+    stripe.bot_user_agent.fetch_add(1, std::memory_order_relaxed);
+    return RejectReason::kBotUserAgent;
   }
-  switch (flood_->Add(click.ip, WindowIndex(click.event_time_ms, options_.flood_window_ms))) {
-    case FloodTable::Outcome::kAccepted:
-      return std::nullopt;
-    case FloodTable::Outcome::kRejected:
-      stripe.ip_click_flood.fetch_add(1, std::memory_order_relaxed);
-      return RejectReason::kIpClickFlood;
-    case FloodTable::Outcome::kOverflow:
-      stripe.flood_table_overflows.fetch_add(1, std::memory_order_relaxed);
-      return std::nullopt;  // fail-open, see the header
+  if ((*rules).IsBlocklisted(click.ip)) {
+    stripe.ip_blocklisted.fetch_add(1, std::memory_order_relaxed);
+    return RejectReason::kIpBlocklisted;
   }
   return std::nullopt;
+}
+
+FraudFilter::FloodVerdict FraudFilter::CountFlood(const Click& click) {
+  Stripe& stripe = ThisThreadStripe(stripes_);
+  switch (flood_->Add(click.ip, FloodWindowOf(click.event_time_ms))) {
+    case FloodTable::Outcome::kAccepted:
+      return FloodVerdict::kAccepted;
+    case FloodTable::Outcome::kRejected:
+      stripe.ip_click_flood.fetch_add(1, std::memory_order_relaxed);
+      return FloodVerdict::kRejected;
+    case FloodTable::Outcome::kOverflow:
+      stripe.flood_table_overflows.fetch_add(1, std::memory_order_relaxed);
+      return FloodVerdict::kOverflow;
+  }
+  return FloodVerdict::kAccepted;
+}
+
+int64_t FraudFilter::FloodWindowOf(TimestampMs event_time_ms) const {
+  return WindowIndex(event_time_ms, options_.flood_window_ms);
+}
+
+void FraudFilter::ClearFloodCounts() { flood_->Clear(); }
+
+void FraudFilter::RestoreFloodCount(const IpAddress& ip, int64_t window, uint64_t count) {
+  if (!flood_->Restore(ip, window, count)) {
+    Stripe& stripe = ThisThreadStripe(stripes_);
+    stripe.flood_table_overflows.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 absl::Status FraudFilter::Reload() {

@@ -109,6 +109,20 @@ class FraudFilter {
   // flood-rejected one was counted for its (IP, window).
   std::optional<RejectReason> Check(const Click& click);
 
+  // Check in two halves, for callers that keep flood verdicts durable
+  // (processor/app: a replayed click gets the verdict it got before).
+  // Rules 1 and 2 only; counts nothing.
+  std::optional<RejectReason> CheckRules(const Click& click);
+  enum class FloodVerdict : uint8_t { kAccepted = 0, kRejected = 1, kOverflow = 2 };
+  // Rule 3: counts the click for its (IP, window).
+  FloodVerdict CountFlood(const Click& click);
+  // The tumbling flood window of an event time.
+  int64_t FloodWindowOf(TimestampMs event_time_ms) const;
+  // Rebuilding the counters from durable state (see flood_table.h Restore):
+  // REQUIRES no concurrent Check/CountFlood.
+  void ClearFloodCounts();
+  void RestoreFloodCount(const IpAddress& ip, int64_t window, uint64_t count);
+
   // Re-reads both files. On error keeps the current rules and returns the
   // error. Flood counters are not reset.
   absl::Status Reload();

@@ -11,6 +11,7 @@
 #include "rocksdb/compaction_filter.h"
 #include "rocksdb/db.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
@@ -26,7 +27,7 @@ namespace join_internal {
 // enough: a stale cutoff only keeps a record a little longer.
 class TtlFilter final : public rocksdb::CompactionFilter {
  public:
-  enum class TimeIn { kValue, kUserClickKey };
+  enum class TimeIn { kValue, kUserClickKey, kFloodCountKey };
   TtlFilter(const char* name, TimeIn time_in) : name_(name), time_in_(time_in) {}
 
   void set_cutoff(TimestampMs cutoff) { cutoff_.store(cutoff, std::memory_order_relaxed); }
@@ -40,6 +41,12 @@ class TtlFilter final : public rocksdb::CompactionFilter {
     bool ok;
     if (time_in_ == TimeIn::kValue) {
       ok = ValueEventTime(std::string_view(value.data(), value.size()), &ts);
+    } else if (time_in_ == TimeIn::kFloodCountKey) {
+      // Only counts expire; journal entries ('j') go at the Commit that
+      // covers them.
+      if (key.size() < 9 || key[0] != 'c') return false;
+      Reader r(std::string_view(key.data() + 1, 8));
+      ok = r.Time(&ts);
     } else {
       std::string_view click_id;
       ok = ParseUserClickKey(std::string_view(key.data(), key.size()), &ts, &click_id);
@@ -55,14 +62,72 @@ class TtlFilter final : public rocksdb::CompactionFilter {
   std::atomic<TimestampMs> cutoff_{kNoWatermark};
 };
 
+// Sums 8-byte little-endian counters: flood counts are added to by Merge,
+// without a read per click.
+class CountMerge final : public rocksdb::AssociativeMergeOperator {
+ public:
+  bool Merge(const rocksdb::Slice& /*key*/, const rocksdb::Slice* existing,
+             const rocksdb::Slice& value, std::string* new_value,
+             rocksdb::Logger* /*logger*/) const override {
+    uint64_t sum = Decode(value);
+    if (existing != nullptr) sum += Decode(*existing);
+    *new_value = Encode(sum);
+    return true;
+  }
+  const char* Name() const override { return "tally.count_add"; }
+
+  static std::string Encode(uint64_t v) {
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    return out;
+  }
+  static uint64_t Decode(const rocksdb::Slice& s) {
+    if (s.size() != 8) return 0;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= uint64_t{static_cast<uint8_t>(s[i])} << (8 * i);
+    return v;
+  }
+};
+
 }  // namespace join_internal
 
 namespace {
 
+using join_internal::CountMerge;
 using join_internal::TtlFilter;
 namespace codec = join_internal;
 
-constexpr int kDefaultFamilyIndex = kStoreFamilyCount;  // handles_[7]: "default", unused
+constexpr int kDefaultFamilyIndex = kStoreFamilyCount;  // handles_[8]: "default", unused
+
+// flood family keys.
+std::string FloodCountKey(int64_t window_start_ms, const std::array<uint8_t, 16>& ip) {
+  std::string key = "c";
+  codec::PutTime(&key, window_start_ms);
+  key.append(reinterpret_cast<const char*>(ip.data()), ip.size());
+  return key;
+}
+std::string FloodJournalKey(int64_t offset) {
+  std::string key = "j";
+  codec::PutTime(&key, offset);  // big-endian, sign-flipped: sorts by offset
+  return key;
+}
+std::string EncodeFloodJournal(const FloodClick& c) {
+  std::string out;
+  out.push_back(static_cast<char>(c.verdict));
+  codec::PutTime(&out, c.window_start_ms);
+  out.append(reinterpret_cast<const char*>(c.ip.data()), c.ip.size());
+  return out;
+}
+bool DecodeFloodJournal(std::string_view key, std::string_view value, FloodClick* c) {
+  if (key.size() != 9 || key[0] != 'j' || value.size() != 1 + 8 + 16) return false;
+  codec::Reader kr(key.substr(1));
+  if (!kr.Time(&c->click_offset)) return false;
+  c->verdict = static_cast<uint8_t>(value[0]);
+  codec::Reader vr(value.substr(1, 8));
+  if (!vr.Time(&c->window_start_ms)) return false;
+  std::copy(value.begin() + 9, value.end(), c->ip.begin());
+  return true;
+}
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
@@ -147,6 +212,8 @@ const char* StoreFamilyName(StoreFamily family) {
       return "dedup";
     case StoreFamily::kMeta:
       return "meta";
+    case StoreFamily::kFlood:
+      return "flood";
   }
   return "?";
 }
@@ -183,6 +250,9 @@ TaskStore::TaskStore(int32_t partition, std::string dir, const StateStoreOptions
           std::make_unique<TtlFilter>("tally.ttl.user_clicks", TtlFilter::TimeIn::kUserClickKey)),
       ledger_filter_(std::make_unique<TtlFilter>("tally.ttl.ledger", TtlFilter::TimeIn::kValue)),
       dedup_filter_(std::make_unique<TtlFilter>("tally.ttl.dedup", TtlFilter::TimeIn::kValue)),
+      flood_filter_(
+          std::make_unique<TtlFilter>("tally.ttl.flood", TtlFilter::TimeIn::kFloodCountKey)),
+      count_merge_(std::make_shared<CountMerge>()),
       // overwrite_key: the batch index keeps only the latest write of a key,
       // so reads through it see exactly what Commit will apply.
       batch_(std::make_unique<rocksdb::WriteBatchWithIndex>(rocksdb::BytewiseComparator(), 0,
@@ -215,12 +285,13 @@ absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
 
   const TtlFilter* filters[kStoreFamilyCount] = {
       click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
-      ledger_filter_.get(), dedup_filter_.get(),      nullptr};
+      ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kStoreFamilyCount; ++i) {
     auto family = static_cast<StoreFamily>(i);
     descriptors.emplace_back(StoreFamilyName(family),
                              FamilyOptions(family, cache, options_, filters[i]));
+    if (family == StoreFamily::kFlood) descriptors.back().options.merge_operator = count_merge_;
   }
   // RocksDB always has "default"; it must be opened, it holds nothing.
   descriptors.emplace_back(rocksdb::kDefaultColumnFamilyName,
@@ -309,6 +380,17 @@ absl::Status TaskStore::LoadMeta() {
   }
   if (!it->status().ok()) return FromRocks(it->status(), "count pending");
   committed_pending_count_ = count;
+
+  journal_.clear();
+  it.reset(db_->NewIterator(rocksdb::ReadOptions(), cf(StoreFamily::kFlood)));
+  for (it->Seek("j"); it->Valid() && StartsWith(ToView(it->key()), "j"); it->Next()) {
+    FloodClick click;
+    if (!DecodeFloodJournal(ToView(it->key()), ToView(it->value()), &click)) {
+      return absl::DataLossError("state store: corrupt flood journal entry");
+    }
+    journal_[click.click_offset] = click;
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "read flood journal");
   Discard();  // current := committed
   PublishCutoffs();
   return absl::OkStatus();
@@ -319,6 +401,62 @@ void TaskStore::PublishCutoffs() {
   user_click_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.click_retention_ms));
   ledger_filter_->set_cutoff(Cutoff(committed_conversion_wm_, options_.ledger_retention_ms));
   dedup_filter_->set_cutoff(Cutoff(committed_dedup_wm_, options_.dedup_retention_ms));
+  flood_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.flood_retention_ms));
+}
+
+void TaskStore::RecordFloodClick(const FloodClick& click) {
+  flood_batch_.push_back(click);
+  dirty_ = true;
+}
+
+absl::Status TaskStore::WriteFloodJournal() {
+  if (flood_journaled_ == flood_batch_.size()) return absl::OkStatus();
+  rocksdb::WriteBatch journal;
+  rocksdb::ColumnFamilyHandle* flood = cf(StoreFamily::kFlood);
+  for (size_t i = flood_journaled_; i < flood_batch_.size(); ++i) {
+    const FloodClick& c = flood_batch_[i];
+    rocksdb::Status s =
+        journal.Put(flood, FloodJournalKey(c.click_offset), EncodeFloodJournal(c));
+    if (!s.ok()) return FromRocks(s, "flood journal");
+  }
+  // Not synced: a process crash keeps it (page cache); what a machine crash
+  // can cost is described in docs/design.md.
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &journal);
+  if (!s.ok()) return FromRocks(s, "flood journal");
+  for (size_t i = flood_journaled_; i < flood_batch_.size(); ++i) {
+    journal_[flood_batch_[i].click_offset] = flood_batch_[i];
+  }
+  flood_journaled_ = flood_batch_.size();
+  return absl::OkStatus();
+}
+
+std::optional<FloodClick> TaskStore::JournaledFloodClick(int64_t click_offset) const {
+  auto it = journal_.find(click_offset);
+  if (it == journal_.end()) return std::nullopt;
+  return it->second;
+}
+
+absl::Status TaskStore::ForEachFloodCount(
+    int64_t since_ms,
+    absl::FunctionRef<void(int64_t, const std::array<uint8_t, 16>&, uint64_t)> fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(
+      db_->NewIterator(rocksdb::ReadOptions(), cf(StoreFamily::kFlood)));
+  for (it->Seek(ToSlice("c" + codec::TimeBytes(since_ms)));
+       it->Valid() && StartsWith(ToView(it->key()), "c"); it->Next()) {
+    std::string_view key = ToView(it->key());
+    if (key.size() != 1 + 8 + 16) return absl::DataLossError("state store: corrupt flood key");
+    int64_t window_start;
+    codec::Reader r(key.substr(1, 8));
+    if (!r.Time(&window_start)) return absl::DataLossError("state store: corrupt flood key");
+    std::array<uint8_t, 16> ip;
+    std::copy(key.begin() + 9, key.end(), ip.begin());
+    fn(window_start, ip, CountMerge::Decode(it->value()));
+  }
+  if (!it->status().ok()) return FromRocks(it->status(), "scan flood counts");
+  for (const auto& [offset, click] : journal_) {
+    if (click.window_start_ms >= since_ms) fn(click.window_start_ms, click.ip, 1);
+  }
+  return absl::OkStatus();
 }
 
 void TaskStore::AdvanceClickWatermark(TimestampMs t) {
@@ -540,11 +678,39 @@ absl::Status TaskStore::PutDedupKey(const DedupKey& key, TimestampMs event_time_
 absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
   rocksdb::ColumnFamilyHandle* meta = cf(StoreFamily::kMeta);
   rocksdb::Status s;
+  // Positions only move forward: a replayed batch that the state already
+  // covers (its events were skipped) must not pull them back, or every
+  // later replayed event would be decided again against state that holds
+  // it.
+  std::map<std::string, int64_t, std::less<>> next = positions_;
   for (const InputPosition& p : positions) {
+    auto [it, inserted] = next.try_emplace(p.topic, p.next_offset);
+    if (!inserted && p.next_offset <= it->second) continue;
+    it->second = p.next_offset;
     std::string value;
     codec::PutZigZag(&value, p.next_offset);
     s = batch_->Put(meta, std::string(codec::kMetaOffsetPrefix) + p.topic, value);
     if (!s.ok()) return FromRocks(s, "commit");
+  }
+  rocksdb::ColumnFamilyHandle* flood = cf(StoreFamily::kFlood);
+  const std::string one = CountMerge::Encode(1);
+  for (const FloodClick& c : flood_batch_) {
+    s = batch_->Merge(flood, FloodCountKey(c.window_start_ms, c.ip), one);
+    if (!s.ok()) return FromRocks(s, "commit");
+  }
+  // The journal entries this commit covers (every click below the clicks
+  // position) are counted now; the topic is the one flood clicks come from.
+  std::vector<int64_t> covered;
+  if (!journal_.empty() || flood_journaled_ < flood_batch_.size()) {
+    auto clicks = next.find(options_.clicks_topic);
+    const int64_t clicks_next =
+        clicks == next.end() ? std::numeric_limits<int64_t>::min() : clicks->second;
+    for (const auto& [offset, click] : journal_) {
+      if (offset >= clicks_next) break;
+      covered.push_back(offset);
+      s = batch_->Delete(flood, FloodJournalKey(offset));
+      if (!s.ok()) return FromRocks(s, "commit");
+    }
   }
   const std::pair<std::string_view, TimestampMs> watermarks[] = {
       {codec::kMetaClickWatermark, click_wm_},
@@ -559,7 +725,10 @@ absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
   wo.sync = options_.sync_commits;  // WAL always on; see the header
   s = db_->Write(wo, batch_->GetWriteBatch());
   if (!s.ok()) return FromRocks(s, "commit");
-  for (const InputPosition& p : positions) positions_[p.topic] = p.next_offset;
+  positions_ = std::move(next);
+  for (int64_t offset : covered) journal_.erase(offset);
+  flood_batch_.clear();
+  flood_journaled_ = 0;
   committed_click_wm_ = click_wm_;
   committed_conversion_wm_ = conversion_wm_;
   committed_dedup_wm_ = dedup_wm_;
@@ -574,6 +743,9 @@ absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
 
 void TaskStore::Discard() {
   batch_->Clear();
+  // Journaled verdicts stay (journal_ mirrors the DB): the replay reuses them.
+  flood_batch_.clear();
+  flood_journaled_ = 0;
   click_wm_ = committed_click_wm_;
   conversion_wm_ = committed_conversion_wm_;
   dedup_wm_ = committed_dedup_wm_;

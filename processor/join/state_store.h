@@ -38,6 +38,7 @@
 #ifndef TALLY_PROCESSOR_JOIN_STATE_STORE_H_
 #define TALLY_PROCESSOR_JOIN_STATE_STORE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -63,6 +64,7 @@ namespace rocksdb {
 class Cache;
 class ColumnFamilyHandle;
 class DB;
+class MergeOperator;
 class WriteBatchWithIndex;
 class WriteBufferManager;
 }  // namespace rocksdb
@@ -82,8 +84,9 @@ struct StateStoreOptions {
   uint64_t block_cache_bytes = 256ull << 20;  // state.block_cache_bytes: THE memory cap
   uint64_t write_buffer_bytes = 64ull << 20;  // state.write_buffer_bytes, inside the cap
   int max_open_files = -1;                    // state.max_open_files, all stores; -1 unlimited
-  // fsync every Commit. Off by default: see "Atomicity" above.
-  bool sync_commits = false;
+  // fsync every Commit (see "Atomicity" above): the Kafka offset commit that
+  // follows must never cover state a machine crash could still lose.
+  bool sync_commits = true;
   // Clicks (and the user index) are kept for the longest attribution window
   // plus the pending grace, measured against the partition's click
   // event-time watermark: older clicks can credit no conversion that is not
@@ -96,8 +99,25 @@ struct StateStoreOptions {
   // the largest event time of this partition's keys, which is <= the
   // deduplicator's own watermark, so nothing it can still ask for expires).
   int64_t dedup_retention_ms = 36 * kDayMs;
+  // Flood counters: kept fraud.flood_lateness + one window behind the click
+  // watermark (older windows can no longer be counted exactly anyway).
+  int64_t flood_retention_ms = 2 * 3'600'000;
+  // The input topic of clicks: flood journal entries are keyed by its
+  // offsets and are dropped by the Commit whose position passes them.
+  std::string clicks_topic = "clicks";
 
   absl::Status Validate() const;
+};
+
+// One click of this partition that reached the ip_click_flood rule: its
+// (IP, window) and the verdict it got. See TaskStore's flood section.
+struct FloodClick {
+  int64_t click_offset = -1;        // offset on the clicks topic
+  int64_t window_start_ms = 0;      // window index * flood window
+  std::array<uint8_t, 16> ip{};     // IpAddress::bytes() (IPv4 mapped)
+  uint8_t verdict = 0;              // FraudFilter::FloodVerdict
+
+  friend bool operator==(const FloodClick&, const FloodClick&) = default;
 };
 
 // The next offset to consume of one input topic, for this store's partition.
@@ -116,8 +136,9 @@ enum class StoreFamily : uint8_t {
   kLedger,
   kDedup,
   kMeta,
+  kFlood,
 };
-inline constexpr int kStoreFamilyCount = 7;
+inline constexpr int kStoreFamilyCount = 8;
 // RocksDB column family names ("clicks", "user_clicks", ...).
 const char* StoreFamilyName(StoreFamily family);
 
@@ -178,6 +199,31 @@ class TaskStore {
   // dedup: a key the deduplicator accepted in this batch (DedupBatch).
   absl::Status PutDedupKey(const DedupKey& key, TimestampMs event_time_ms);
 
+  // ---- Flood counters and verdict journal ----
+  // The flood rule's counters are shared by every task of the instance and
+  // must survive restarts and replays: each task keeps the counts of its own
+  // clicks per (IP, window) (family `flood`, key 'c' window_start ip), added
+  // at Commit. A replayed click must get the verdict it got before, even
+  // though its batch never committed (other partitions' clicks may
+  // interleave differently on the replay), so every flood verdict of a batch
+  // is journaled (key 'j' offset) BEFORE the batch's outputs are flushed
+  // (WriteFloodJournal) and removed by the Commit that covers its offset.
+  //
+  // A click of this batch reached the flood rule (counted at Commit).
+  void RecordFloodClick(const FloodClick& click);
+  // Writes the verdicts recorded since the last journal write, directly (not
+  // part of the batch; WAL, no fsync).
+  absl::Status WriteFloodJournal();
+  // The journaled verdict of the click at `click_offset`, if any.
+  std::optional<FloodClick> JournaledFloodClick(int64_t click_offset) const;
+  // Committed counts with window_start_ms >= since_ms, then every journal
+  // entry (counted once each), for rebuilding the shared counters.
+  absl::Status ForEachFloodCount(
+      int64_t since_ms,
+      absl::FunctionRef<void(int64_t window_start_ms, const std::array<uint8_t, 16>& ip,
+                             uint64_t count)>
+          fn) const;
+
   // Applies every change since the last Commit/Discard, the watermarks and
   // `positions` in one atomic write. On error nothing is known to be applied:
   // the caller Discards and replays from the positions of the last
@@ -232,6 +278,8 @@ class TaskStore {
   std::unique_ptr<join_internal::TtlFilter> user_click_filter_;
   std::unique_ptr<join_internal::TtlFilter> ledger_filter_;
   std::unique_ptr<join_internal::TtlFilter> dedup_filter_;
+  std::unique_ptr<join_internal::TtlFilter> flood_filter_;
+  std::shared_ptr<rocksdb::MergeOperator> count_merge_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;  // by StoreFamily
   std::unique_ptr<rocksdb::WriteBatchWithIndex> batch_;
@@ -253,6 +301,11 @@ class TaskStore {
   std::set<std::pair<TimestampMs, std::string>> committed_pending_index_;
   std::set<std::string> pending_keys_;  // the same keys, in key order
   std::set<std::string> committed_pending_keys_;
+  // Flood clicks of the current batch; those already journaled start at
+  // flood_journaled_. journal_: every journal entry in the DB, by offset.
+  std::vector<FloodClick> flood_batch_;
+  size_t flood_journaled_ = 0;
+  std::map<int64_t, FloodClick> journal_;
 };
 
 // All task stores of this process, and the DurableIdIndex over them.

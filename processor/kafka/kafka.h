@@ -79,6 +79,10 @@ struct DeliveryReport {
   std::string error_text;
 };
 
+// The producing half of Kafka as the processor sees it. The librdkafka
+// implementation comes from Producer::Create; tests substitute an in-process
+// fake (processor/kafka/fake_kafka.h) behind the same interface.
+//
 // Thread safety: Produce(), Poll(), Flush() and the transaction calls are
 // made from one thread at a time (the delivery handler runs on it);
 // delivered(), failed() and PartitionCount() may be called from any thread.
@@ -88,13 +92,14 @@ class Producer {
   // serves delivery reports from poll), once per produced message.
   using DeliveryHandler = std::function<void(const DeliveryReport&)>;
 
-  // `props` must contain bootstrap.servers. Sets enable.idempotence=true and
-  // acks=all unless the caller set them. `transactional_id` non-empty makes
-  // this a transactional producer (init_transactions is called).
+  // The librdkafka producer. `props` must contain bootstrap.servers. Sets
+  // enable.idempotence=true and acks=all unless the caller set them.
+  // `transactional_id` non-empty makes this a transactional producer
+  // (init_transactions is called).
   static absl::StatusOr<std::unique_ptr<Producer>> Create(const Properties& props,
                                                           DeliveryHandler on_delivery = nullptr,
                                                           const std::string& transactional_id = "");
-  ~Producer();  // flushes for at most 10 s, then destroys the handle
+  virtual ~Producer() = default;
 
   // Enqueues one message. partition -1 lets the partitioner choose (murmur2
   // of the key, Java-compatible, so keys co-partition with other clients;
@@ -102,34 +107,33 @@ class Producer {
   // empty key is sent as a null key.
   // On a full local queue it polls and retries until `timeout`; it never
   // drops. Returns an error only for non-retriable failures or the timeout.
-  absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
-                       std::string_view value, uint64_t tag = 0,
-                       absl::Duration timeout = absl::Seconds(60));
+  virtual absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
+                               std::string_view value, uint64_t tag = 0,
+                               absl::Duration timeout = absl::Seconds(60)) = 0;
   // Serves delivery reports.
-  void Poll(absl::Duration timeout = absl::ZeroDuration());
-  // Waits until every enqueued message is delivered or failed. Returns an
-  // error if any message produced since the previous Flush() failed.
-  absl::Status Flush(absl::Duration timeout);
+  virtual void Poll(absl::Duration timeout = absl::ZeroDuration()) = 0;
+  // Waits until every enqueued message is delivered or failed. A timeout is
+  // kRetriable with kDeadlineExceeded (messages are still in flight: call
+  // again). Otherwise returns an error if any message produced since the
+  // previous Flush() failed (its class is the first failure's).
+  virtual absl::Status Flush(absl::Duration timeout) = 0;
 
   // Transactions (transactional producers only).
-  absl::Status BeginTransaction();
+  virtual absl::Status BeginTransaction() = 0;
   // Adds consumer offsets to the transaction (consumer group metadata from
   // `consumer`).
-  absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
-                                        const class Consumer& consumer, absl::Duration timeout);
-  absl::Status CommitTransaction(absl::Duration timeout);
-  absl::Status AbortTransaction(absl::Duration timeout);
+  virtual absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
+                                                const class Consumer& consumer,
+                                                absl::Duration timeout) = 0;
+  virtual absl::Status CommitTransaction(absl::Duration timeout) = 0;
+  virtual absl::Status AbortTransaction(absl::Duration timeout) = 0;
 
   // Number of partitions of `topic` from cluster metadata.
-  absl::StatusOr<int32_t> PartitionCount(const std::string& topic, absl::Duration timeout);
+  virtual absl::StatusOr<int32_t> PartitionCount(const std::string& topic,
+                                                 absl::Duration timeout) = 0;
 
-  uint64_t delivered() const;
-  uint64_t failed() const;
-
- private:
-  Producer();
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  virtual uint64_t delivered() const = 0;
+  virtual uint64_t failed() const = 0;
 };
 
 // One consumed message. Owns the underlying librdkafka message; views are
@@ -154,20 +158,33 @@ class RebalanceListener {
   virtual void OnRevoked(const std::vector<TopicPartition>& partitions) = 0;
 };
 
-// Thread safety: one polling thread makes every call, except Assignment()
-// and AllAssignedAtEof(), which may be called from any thread.
+// Consumer lag of one assigned partition, from librdkafka's statistics.
+struct PartitionLag {
+  std::string topic;
+  int32_t partition = -1;
+  int64_t lag = -1;  // messages between the consumer position and the high watermark; -1 unknown
+};
+
+// The consuming half of Kafka as the processor sees it (librdkafka from
+// Consumer::Create, or the in-process fake).
+//
+// Thread safety: one polling thread makes every call, except Assignment(),
+// AllAssignedAtEof(), Lag() and BrokersReachable(), which may be called from
+// any thread.
 class Consumer {
  public:
-  // `props` must contain bootstrap.servers and group.id. Defaults unless set:
-  // enable.auto.commit=false, auto.offset.reset=earliest,
-  // partition.assignment.strategy=cooperative-sticky,
-  // enable.auto.offset.store=false. `listener` may be null and must outlive
-  // the consumer.
+  // The librdkafka consumer. `props` must contain bootstrap.servers and
+  // group.id. Defaults unless set: enable.auto.commit=false,
+  // auto.offset.reset=earliest, partition.assignment.strategy=range (keeps
+  // partition p of every subscribed topic on one member; see
+  // docs/design.md), enable.auto.offset.store=false,
+  // statistics.interval.ms=5000 (for Lag()). `listener` may be null and must
+  // outlive the consumer.
   static absl::StatusOr<std::unique_ptr<Consumer>> Create(const Properties& props,
                                                           RebalanceListener* listener);
-  ~Consumer();  // closes (leaves the group) then destroys the handle
+  virtual ~Consumer() = default;  // implementations close (leave the group) first
 
-  absl::Status Subscribe(const std::vector<std::string>& topics);
+  virtual absl::Status Subscribe(const std::vector<std::string>& topics) = 0;
   // Appends up to `max_messages` messages to *out, waiting at most `timeout`
   // for the first one, then taking only what is already fetched; returns
   // early (possibly with nothing) once every assigned partition is at EOF.
@@ -176,30 +193,47 @@ class Consumer {
   // Partition EOF and transient errors are not returned as messages (they
   // are logged); errors classified kFatal or kFenced are returned as a
   // Status, as is any call after Close().
-  absl::Status Poll(size_t max_messages, absl::Duration timeout,
-                    std::vector<std::unique_ptr<Message>>* out);
+  virtual absl::Status Poll(size_t max_messages, absl::Duration timeout,
+                            std::vector<std::unique_ptr<Message>>* out) = 0;
   // Synchronous commit of explicit offsets (next offset to read).
-  absl::Status Commit(const std::vector<TopicPartitionOffset>& offsets);
+  virtual absl::Status Commit(const std::vector<TopicPartitionOffset>& offsets) = 0;
+  // Moves the fetch position of assigned partitions: the next Poll returns
+  // their messages from `offset` on (messages already fetched beyond it are
+  // discarded). Used to replay a batch that could not be completed.
+  virtual absl::Status Seek(const std::vector<TopicPartitionOffset>& offsets) = 0;
+  // Stops / restarts fetching assigned partitions (a half task waits for
+  // its partner). Pausing survives until Resume or revocation.
+  virtual absl::Status Pause(const std::vector<TopicPartition>& partitions) = 0;
+  virtual absl::Status Resume(const std::vector<TopicPartition>& partitions) = 0;
   // Current assignment.
-  std::vector<TopicPartition> Assignment() const;
-  // True when every assigned partition has reached its end (EOF seen and
-  // nothing consumed since). False while nothing is assigned. Requires
-  // enable.partition.eof=true, which Create() sets (setting it false is an
-  // InvalidArgument).
-  bool AllAssignedAtEof() const;
+  virtual std::vector<TopicPartition> Assignment() const = 0;
+  // True when every assigned, unpaused partition has reached its end (EOF
+  // seen and nothing consumed since). False while nothing is assigned.
+  virtual bool AllAssignedAtEof() const = 0;
+  // The latest lag figures (refreshed every statistics interval).
+  virtual std::vector<PartitionLag> Lag() const = 0;
+  // False while librdkafka reports every broker down.
+  virtual bool BrokersReachable() const = 0;
   // Leaves the group; further Poll() calls return an error. Idempotent.
-  absl::Status Close();
+  virtual absl::Status Close() = 0;
 
   // For Producer::SendOffsetsToTransaction only: the underlying
-  // RdKafka::KafkaConsumer*, opaque so that this header stays free of
-  // librdkafka types. Valid while the consumer lives.
-  void* group_metadata_handle() const;
-
- private:
-  Consumer();
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  // RdKafka::KafkaConsumer* (nullptr for other implementations), opaque so
+  // that this header stays free of librdkafka types.
+  virtual void* group_metadata_handle() const = 0;
 };
+
+// Creates clients: the processor takes one so that tests can run its loop
+// over the in-process fake instead of librdkafka.
+class ClientFactory {
+ public:
+  virtual ~ClientFactory() = default;
+  virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const Properties& props) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
+      const Properties& props, RebalanceListener* listener) = 0;
+};
+// Producer::Create / Consumer::Create. A process-wide stateless instance.
+ClientFactory& LibRdKafkaClients();
 
 }  // namespace tally::kafka
 

@@ -43,14 +43,14 @@ bool IsPurge(RdKafka::ErrorCode err) {
 
 }  // namespace
 
-struct Producer::Impl {
+struct RdProducerImpl {
   class DeliveryCb : public RdKafka::DeliveryReportCb {
    public:
-    explicit DeliveryCb(Impl* impl) : impl_(impl) {}
+    explicit DeliveryCb(RdProducerImpl* impl) : impl_(impl) {}
     void dr_cb(RdKafka::Message& message) override { impl_->OnDelivery(message); }
 
    private:
-    Impl* const impl_;
+    RdProducerImpl* const impl_;
   };
 
   // Runs on the thread serving poll() (Produce/Poll/Flush callers).
@@ -106,7 +106,7 @@ struct Producer::Impl {
   // Declaration order is destruction order reversed: the callbacks and the
   // state they touch are declared before `handle` so they outlive it, and
   // the topic handles after it so they are destroyed before it.
-  DeliveryHandler on_delivery;
+  Producer::DeliveryHandler on_delivery;
   internal::LogEventCb event_cb{"producer"};
   DeliveryCb delivery_cb{this};
   Properties props;  // effective properties, for scrubbing error messages
@@ -127,7 +127,32 @@ struct Producer::Impl {
       ABSL_GUARDED_BY(topics_mu);
 };
 
-Producer::Producer() : impl_(std::make_unique<Impl>()) {}
+// The librdkafka implementation of Producer.
+class RdProducer final : public Producer {
+ public:
+  RdProducer() : impl_(std::make_unique<RdProducerImpl>()) {}
+  ~RdProducer() override;  // flushes for at most 10 s, then destroys the handle
+
+  absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
+                       std::string_view value, uint64_t tag, absl::Duration timeout) override;
+  void Poll(absl::Duration timeout) override;
+  absl::Status Flush(absl::Duration timeout) override;
+  absl::Status BeginTransaction() override;
+  absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
+                                        const Consumer& consumer, absl::Duration timeout) override;
+  absl::Status CommitTransaction(absl::Duration timeout) override;
+  absl::Status AbortTransaction(absl::Duration timeout) override;
+  absl::StatusOr<int32_t> PartitionCount(const std::string& topic,
+                                         absl::Duration timeout) override;
+  uint64_t delivered() const override;
+  uint64_t failed() const override;
+
+  RdProducerImpl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<RdProducerImpl> impl_;
+};
+
 
 absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& props,
                                                            DeliveryHandler on_delivery,
@@ -153,8 +178,8 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& pro
     effective["transactional.id"] = transactional_id;
   }
 
-  std::unique_ptr<Producer> producer(new Producer());
-  Impl& impl = *producer->impl_;
+  auto producer = std::make_unique<RdProducer>();
+  RdProducerImpl& impl = producer->impl();
   impl.on_delivery = std::move(on_delivery);
   impl.props = effective;
   impl.transactional = !transactional_id.empty();
@@ -183,7 +208,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& pro
   return producer;
 }
 
-Producer::~Producer() {
+RdProducer::~RdProducer() {
   if (impl_ == nullptr || impl_->handle == nullptr) return;
   RdKafka::ErrorCode err = impl_->handle->flush(ToTimeoutMs(kDestructorFlush));
   if (err != RdKafka::ERR_NO_ERROR) {
@@ -192,7 +217,7 @@ Producer::~Producer() {
   }
 }
 
-absl::Status Producer::Produce(std::string_view topic, int32_t partition, std::string_view key,
+absl::Status RdProducer::Produce(std::string_view topic, int32_t partition, std::string_view key,
                                std::string_view value, uint64_t tag, absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
@@ -226,9 +251,9 @@ absl::Status Producer::Produce(std::string_view topic, int32_t partition, std::s
   }
 }
 
-void Producer::Poll(absl::Duration timeout) { impl_->handle->poll(ToTimeoutMs(timeout)); }
+void RdProducer::Poll(absl::Duration timeout) { impl_->handle->poll(ToTimeoutMs(timeout)); }
 
-absl::Status Producer::Flush(absl::Duration timeout) {
+absl::Status RdProducer::Flush(absl::Duration timeout) {
   // flush() serves delivery reports itself (no background event thread).
   RdKafka::ErrorCode err = impl_->handle->flush(ToTimeoutMs(timeout));
   if (err == RdKafka::ERR__TIMED_OUT) {
@@ -252,13 +277,13 @@ absl::Status Producer::Flush(absl::Duration timeout) {
   return absl::OkStatus();
 }
 
-absl::Status Producer::BeginTransaction() {
+absl::Status RdProducer::BeginTransaction() {
   absl::Status status = impl_->RequireTransactional("begin transaction");
   if (!status.ok()) return status;
   return internal::StatusFromError(impl_->handle->begin_transaction(), "kafka begin transaction");
 }
 
-absl::Status Producer::SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
+absl::Status RdProducer::SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
                                                 const Consumer& consumer, absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("send offsets to transaction");
   if (!status.ok()) return status;
@@ -281,21 +306,21 @@ absl::Status Producer::SendOffsetsToTransaction(const std::vector<TopicPartition
       "kafka send offsets to transaction");
 }
 
-absl::Status Producer::CommitTransaction(absl::Duration timeout) {
+absl::Status RdProducer::CommitTransaction(absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("commit transaction");
   if (!status.ok()) return status;
   return internal::StatusFromError(impl_->handle->commit_transaction(ToTimeoutMs(timeout)),
                                    "kafka commit transaction");
 }
 
-absl::Status Producer::AbortTransaction(absl::Duration timeout) {
+absl::Status RdProducer::AbortTransaction(absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("abort transaction");
   if (!status.ok()) return status;
   return internal::StatusFromError(impl_->handle->abort_transaction(ToTimeoutMs(timeout)),
                                    "kafka abort transaction");
 }
 
-absl::StatusOr<int32_t> Producer::PartitionCount(const std::string& topic, absl::Duration timeout) {
+absl::StatusOr<int32_t> RdProducer::PartitionCount(const std::string& topic, absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   RdKafka::Metadata* raw = nullptr;
@@ -316,11 +341,11 @@ absl::StatusOr<int32_t> Producer::PartitionCount(const std::string& topic, absl:
   return absl::NotFoundError(absl::StrCat("kafka metadata: topic ", topic, " not in the reply"));
 }
 
-uint64_t Producer::delivered() const {
+uint64_t RdProducer::delivered() const {
   return impl_->delivered.load(std::memory_order_relaxed);  // relaxed: a statistic
 }
 
-uint64_t Producer::failed() const {
+uint64_t RdProducer::failed() const {
   return impl_->failed.load(std::memory_order_relaxed);  // relaxed: a statistic
 }
 

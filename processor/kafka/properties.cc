@@ -124,7 +124,8 @@ void LogEventCb::event_cb(RdKafka::Event& event) {
                 event.broker_name());
       break;
     case RdKafka::Event::EVENT_STATS:
-      break;  // statistics are not enabled by this component
+      if (on_stats_) on_stats_(event.str());
+      break;
   }
 }
 

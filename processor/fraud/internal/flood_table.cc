@@ -1,5 +1,7 @@
 #include "processor/fraud/internal/flood_table.h"
 
+#include <algorithm>
+
 #include <cstring>
 #include <optional>
 
@@ -49,6 +51,21 @@ bool FloodTable::IsFreeFor(uint64_t word, uint64_t wlow) const {
 }
 
 FloodTable::Outcome FloodTable::Add(const IpAddress& ip, int64_t window) {
+  return AddN(ip, window, 1);
+}
+
+bool FloodTable::Restore(const IpAddress& ip, int64_t window, uint64_t count) {
+  if (count == 0) return true;
+  return AddN(ip, window, count) != Outcome::kOverflow;
+}
+
+void FloodTable::Clear() {
+  // relaxed: the caller guarantees no concurrent access; the next batch's
+  // threads are started (or handed work) through synchronising operations.
+  for (uint64_t i = 0; i <= mask_; ++i) slots_[i].store(0, std::memory_order_relaxed);
+}
+
+FloodTable::Outcome FloodTable::AddN(const IpAddress& ip, int64_t window, uint64_t n) {
   const uint64_t hash = Hash(ip, window);
   const uint64_t wlow = static_cast<uint64_t>(window) & kWindowMask;
   const uint64_t key =
@@ -58,12 +75,15 @@ FloodTable::Outcome FloodTable::Add(const IpAddress& ip, int64_t window) {
   // Restarts from the home slot only when our key's slot is reclaimed under
   // us (the undercount case of the header).
   for (;;) {
-    const std::optional<Outcome> outcome = TryAdd(key, wlow, home);
+    const std::optional<Outcome> outcome = TryAdd(key, wlow, home, n);
     if (outcome.has_value()) return *outcome;
   }
 }
 
-std::optional<FloodTable::Outcome> FloodTable::TryAdd(uint64_t key, uint64_t wlow, uint64_t home) {
+std::optional<FloodTable::Outcome> FloodTable::TryAdd(uint64_t key, uint64_t wlow, uint64_t home,
+                                                      uint64_t n) {
+  // Saturation: a count never exceeds limit + 1 (12 bits).
+  const uint64_t add = std::min<uint64_t>(n, limit_ + 1);
   for (int i = 0; i < probe_limit_; ++i) {
     std::atomic<uint64_t>& slot = slots_[(home + static_cast<uint64_t>(i)) & mask_];
     uint64_t word = slot.load(std::memory_order_relaxed);
@@ -74,8 +94,10 @@ std::optional<FloodTable::Outcome> FloodTable::TryAdd(uint64_t key, uint64_t wlo
         // Our key: count this click (E3).
         const uint64_t count = word & kCountMask;
         if (count > limit_) return Outcome::kRejected;  // saturated
-        if (slot.compare_exchange_weak(word, word + 1, std::memory_order_relaxed)) {
-          return count + 1 > limit_ ? Outcome::kRejected : Outcome::kAccepted;
+        const uint64_t next = std::min<uint64_t>(count + add, limit_ + 1);
+        if (slot.compare_exchange_weak(word, (word & ~kCountMask) | next,
+                                       std::memory_order_relaxed)) {
+          return next > limit_ ? Outcome::kRejected : Outcome::kAccepted;
         }
         // Reclaimed under us? Then start over from the home slot.
         if ((word & ~kCountMask) != key) return std::nullopt;
@@ -84,8 +106,8 @@ std::optional<FloodTable::Outcome> FloodTable::TryAdd(uint64_t key, uint64_t wlo
       if (!IsFreeFor(word, wlow)) break;  // another live key: next slot
       // The first free slot: the key is not beyond it (E2), claim it. The
       // first click of a key is always accepted (count 1 <= limit).
-      if (slot.compare_exchange_strong(word, key | 1, std::memory_order_relaxed)) {
-        return Outcome::kAccepted;
+      if (slot.compare_exchange_strong(word, key | add, std::memory_order_relaxed)) {
+        return add > limit_ ? Outcome::kRejected : Outcome::kAccepted;
       }
       // Changed since we looked (claimed, maybe for our key, or reclaimed):
       // examine the new value.

@@ -112,6 +112,14 @@ class FloodTable {
 
   // Counts one click of `ip` in tumbling window `window` (any int64).
   Outcome Add(const IpAddress& ip, int64_t window);
+  // Adds `count` clicks at once (counts saturate at limit + 1), rebuilding
+  // the counters from durable state. Same slot discipline as Add; returns
+  // false when the probe window had no room (the count is then lost: an
+  // undercount, never an overcount).
+  bool Restore(const IpAddress& ip, int64_t window, uint64_t count);
+  // Empties every slot. REQUIRES: no concurrent Add/Restore (the rebuild
+  // runs between batches, when no thread counts).
+  void Clear();
 
   uint64_t slots() const { return mask_ + 1; }
   // Non-empty slots (live or reclaimable). O(slots): tests and gauges only.
@@ -128,7 +136,9 @@ class FloodTable {
   // bits are `wlow` (see Eviction).
   bool IsFreeFor(uint64_t word, uint64_t wlow) const;
   // One probe pass; nullopt when the key's slot was reclaimed mid-increment.
-  std::optional<Outcome> TryAdd(uint64_t key, uint64_t wlow, uint64_t home);
+  // Adds n >= 1 clicks; with n > 1 the outcome only tells overflow apart.
+  std::optional<Outcome> TryAdd(uint64_t key, uint64_t wlow, uint64_t home, uint64_t n);
+  Outcome AddN(const IpAddress& ip, int64_t window, uint64_t n);
 
   const uint64_t mask_;
   const int probe_limit_;

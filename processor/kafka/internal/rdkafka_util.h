@@ -3,6 +3,7 @@
 #ifndef TALLY_PROCESSOR_KAFKA_INTERNAL_RDKAFKA_UTIL_H_
 #define TALLY_PROCESSOR_KAFKA_INTERNAL_RDKAFKA_UTIL_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -62,11 +63,16 @@ int ToTimeoutMs(absl::Duration d);
 // outlive the handle it is registered with.
 class LogEventCb : public RdKafka::EventCb {
  public:
-  explicit LogEventCb(std::string client_role) : role_(std::move(client_role)) {}
+  // `on_stats` (may be null) receives librdkafka's statistics JSON, on the
+  // polling thread, when statistics.interval.ms is set.
+  using StatsHandler = std::function<void(std::string_view json)>;
+  explicit LogEventCb(std::string client_role, StatsHandler on_stats = nullptr)
+      : role_(std::move(client_role)), on_stats_(std::move(on_stats)) {}
   void event_cb(RdKafka::Event& event) override;
 
  private:
   const std::string role_;  // "producer" / "consumer", prefixes each line
+  const StatsHandler on_stats_;
 };
 
 }  // namespace tally::kafka::internal

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace tally {
 
@@ -16,7 +17,7 @@ void Health::Heartbeat() {
 }
 
 void Health::SetReady(bool ready, std::string reason) {
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   ready_ = ready;
   reason_ = ready ? std::string() : std::move(reason);
 }
@@ -34,7 +35,7 @@ Health::Verdict Health::Liveness() const {
 Health::Verdict Health::Readiness() const {
   Verdict live = Liveness();
   if (!live.ok) return {false, absl::StrCat("not ready: ", live.text)};
-  absl::MutexLock lock(&mutex_);
+  std::lock_guard<std::mutex> lock(mutex_);
   if (ready_) return {true, "ok"};
   return {false, absl::StrCat("not ready: ", reason_.empty() ? "no reason given" : reason_)};
 }

@@ -23,10 +23,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace tally {
@@ -69,7 +69,9 @@ class Health {
   // sees a heartbeat a few nanoseconds older.
   std::atomic<int64_t> last_heartbeat_ns_;
 
-  mutable absl::Mutex mutex_;
+  // std::mutex rather than absl::Mutex: Debian's Abseil is not built with
+  // ThreadSanitizer (see processor/dedup/deduplicator.h).
+  mutable std::mutex mutex_;
   bool ready_ ABSL_GUARDED_BY(mutex_) = false;
   std::string reason_ ABSL_GUARDED_BY(mutex_) = "starting";
 };

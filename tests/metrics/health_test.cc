@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <mutex>
 
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace tally {
@@ -17,16 +17,16 @@ using ::testing::StrEq;
 class FakeClock {
  public:
   absl::Time Now() const {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     return now_;
   }
   void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     now_ += d;
   }
 
  private:
-  mutable absl::Mutex mutex_;
+  mutable std::mutex mutex_;
   absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
 };
 

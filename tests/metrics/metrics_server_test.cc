@@ -7,11 +7,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "processor/metrics/health.h"
 #include "processor/metrics/internal/process_collector.h"
@@ -126,16 +126,16 @@ class MetricsServerTest : public ::testing::Test {
 class FakeClock {
  public:
   absl::Time Now() const {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     return now_;
   }
   void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mutex_);
+    std::lock_guard<std::mutex> lock(mutex_);
     now_ += d;
   }
 
  private:
-  mutable absl::Mutex mutex_;
+  mutable std::mutex mutex_;
   absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
 };
 

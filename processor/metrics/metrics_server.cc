@@ -125,8 +125,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
         .Register(*server->own_registry_)
         .Add({{"version", TALLY_VERSION}})
         .Set(1);
-    // Two threads: a scrape never waits behind another, a probe at most
-    // behind one scrape, and the endpoint costs two mostly idle threads.
+    // Two threads: a scrape never waits behind another, a probe waits only
+    // while two requests are in flight, and the endpoint costs two mostly
+    // idle threads.
     server->server_ = std::make_unique<CivetServer>(
         std::vector<std::string>{"listening_ports", listen_address, "num_threads", "2"});
     server->server_->addHandler("/metrics", server->handlers_->metrics);

@@ -13,8 +13,10 @@
 //
 // Built on civetweb's CivetServer directly rather than prometheus-cpp's
 // Exposer: the Exposer keeps its CivetServer private and offers no way to
-// add a handler that answers anything but 200 with metrics, so one port for
-// metrics and probes needs our own server. /metrics serializes with
+// add a handler that answers anything but 200 with metrics (its only hook,
+// CivetCallbacks::begin_request, gets a connection whose context leads to the
+// Exposer's CivetServer, not to us: routing it would need a process-wide
+// map), so one port for metrics and probes needs our own server. /metrics serializes with
 // prometheus-cpp's TextSerializer (uncompressed; the exposer_* self-metrics
 // of the Exposer are gone). civetweb reports a bind failure by throwing from
 // the CivetServer constructor; Start() turns that into a Status so that no

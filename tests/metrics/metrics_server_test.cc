@@ -7,10 +7,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <mutex>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "processor/metrics/health.h"
 #include "processor/metrics/internal/process_collector.h"
 #include "prometheus/counter.h"
 
@@ -18,6 +21,7 @@ namespace tally {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::StartsWith;
 
 // Owns a file descriptor for the duration of a test.
 class Fd {
@@ -81,15 +85,135 @@ std::optional<double> SampleValue(const std::string& text, const std::string& na
   return value;
 }
 
+// The status code of a raw HTTP response ("HTTP/1.x NNN ..."), 0 if none.
+// civetweb answers in the request's version, HTTP/1.0 for HttpGet().
+int StatusCode(const std::string& response) {
+  int code = 0;
+  if (response.size() < 12 || response.compare(0, 7, "HTTP/1.") != 0 ||
+      !absl::SimpleAtoi(response.substr(9, 3), &code)) {
+    return 0;
+  }
+  return code;
+}
+
+// The value of header `name` in a raw HTTP response, "" if absent.
+std::string Header(const std::string& response, const std::string& name) {
+  const std::string key = "\r\n" + name + ": ";
+  const size_t at = response.find(key);
+  if (at == std::string::npos) return "";
+  const size_t start = at + key.size();
+  return response.substr(start, response.find("\r\n", start) - start);
+}
+
+// The body of a raw HTTP response.
+std::string Body(const std::string& response) {
+  const size_t at = response.find("\r\n\r\n");
+  return at == std::string::npos ? "" : response.substr(at + 4);
+}
+
 class MetricsServerTest : public ::testing::Test {
  protected:
-  std::unique_ptr<MetricsServer> MakeServer(std::shared_ptr<prometheus::Registry> registry) {
+  std::unique_ptr<MetricsServer> MakeServer(std::shared_ptr<prometheus::Registry> registry,
+                                            std::shared_ptr<const Health> health = nullptr) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> server =
-        MetricsServer::Start("127.0.0.1:0", std::move(registry));
+        MetricsServer::Start("127.0.0.1:0", std::move(registry), std::move(health));
     EXPECT_TRUE(server.ok()) << server.status();
     return server.ok() ? std::move(*server) : nullptr;
   }
 };
+
+// A clock the test moves by hand; read by civetweb threads too.
+class FakeClock {
+ public:
+  absl::Time Now() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return now_;
+  }
+  void Advance(absl::Duration d) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    now_ += d;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
+};
+
+class ProbeTest : public MetricsServerTest {
+ protected:
+  void SetUp() override {
+    health_ = std::make_shared<Health>(absl::Seconds(60), [this] { return clock_.Now(); });
+    server_ = MakeServer(std::make_shared<prometheus::Registry>(), health_);
+    ASSERT_NE(server_, nullptr);
+  }
+  std::string Get(const std::string& path) { return HttpGet(server_->port(), path); }
+
+  FakeClock clock_;
+  std::shared_ptr<Health> health_;
+  std::unique_ptr<MetricsServer> server_;
+};
+
+TEST_F(ProbeTest, HealthzIs200OkWhileTheLoopHeartbeats) {
+  clock_.Advance(absl::Seconds(59));
+  health_->Heartbeat();
+  const std::string response = Get("/healthz");
+  EXPECT_EQ(StatusCode(response), 200);
+  EXPECT_THAT(Header(response, "Content-Type"), StartsWith("text/plain"));
+  EXPECT_EQ(Body(response), "ok\n");
+}
+
+TEST_F(ProbeTest, HealthzIs503WithTheStallWhenTheLoopStopped) {
+  clock_.Advance(absl::Seconds(73));
+  const std::string response = Get("/healthz");
+  EXPECT_EQ(StatusCode(response), 503);
+  EXPECT_THAT(Header(response, "Content-Type"), StartsWith("text/plain"));
+  EXPECT_EQ(Body(response), "stalled: no loop progress for 73s\n");
+}
+
+TEST_F(ProbeTest, ReadyzFollowsSetReady) {
+  std::string response = Get("/readyz");
+  EXPECT_EQ(StatusCode(response), 503);
+  EXPECT_EQ(Body(response), "not ready: starting\n");
+
+  health_->SetReady(true, "");
+  response = Get("/readyz");
+  EXPECT_EQ(StatusCode(response), 200);
+  EXPECT_THAT(Header(response, "Content-Type"), StartsWith("text/plain"));
+  EXPECT_EQ(Body(response), "ok\n");
+
+  health_->SetReady(false, "not in the consumer group");
+  response = Get("/readyz");
+  EXPECT_EQ(StatusCode(response), 503);
+  EXPECT_EQ(Body(response), "not ready: not in the consumer group\n");
+  // Liveness is independent of readiness.
+  EXPECT_EQ(StatusCode(Get("/healthz")), 200);
+}
+
+// Guards against the old behaviour: probes on /metrics passed with the broker
+// gone, because /metrics answers 200 whatever the state.
+TEST_F(ProbeTest, MetricsStays200WhileProbesFail) {
+  health_->SetReady(false, "broker unreachable: all brokers down");
+  clock_.Advance(absl::Minutes(5));
+  EXPECT_EQ(StatusCode(Get("/metrics")), 200);
+  EXPECT_EQ(StatusCode(Get("/healthz")), 503);
+  EXPECT_EQ(StatusCode(Get("/readyz")), 503);
+}
+
+TEST_F(MetricsServerTest, WithoutHealthBothProbesAre503NoHealthSource) {
+  std::unique_ptr<MetricsServer> server = MakeServer(std::make_shared<prometheus::Registry>());
+  ASSERT_NE(server, nullptr);
+  for (const char* path : {"/healthz", "/readyz"}) {
+    const std::string response = HttpGet(server->port(), path);
+    EXPECT_EQ(StatusCode(response), 503) << path;
+    EXPECT_EQ(Body(response), "no health source\n") << path;
+  }
+}
+
+TEST_F(MetricsServerTest, UnknownPathIs404) {
+  std::unique_ptr<MetricsServer> server = MakeServer(std::make_shared<prometheus::Registry>());
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(StatusCode(HttpGet(server->port(), "/nope")), 404);
+}
 
 TEST_F(MetricsServerTest, ScrapeShowsRegisteredCounterBuildInfoAndProcessMetrics) {
   auto registry = std::make_shared<prometheus::Registry>();
@@ -106,7 +230,9 @@ TEST_F(MetricsServerTest, ScrapeShowsRegisteredCounterBuildInfoAndProcessMetrics
   ASSERT_GT(server->port(), 0);
 
   const std::string response = HttpGet(server->port(), "/metrics");
-  EXPECT_THAT(response, ::testing::StartsWith("HTTP/1.1 200"));
+  EXPECT_EQ(StatusCode(response), 200);
+  EXPECT_THAT(Header(response, "Content-Type"), StartsWith("text/plain; version=0.0.4"));
+  EXPECT_THAT(response, HasSubstr("# TYPE tally_test_events_total counter"));
   EXPECT_THAT(response, HasSubstr("tally_test_events_total{topic=\"clicks\"} 42"));
   EXPECT_THAT(response,
               HasSubstr(absl::StrCat("tally_build_info{version=\"", TALLY_VERSION, "\"} 1")));

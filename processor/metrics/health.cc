@@ -1,0 +1,43 @@
+#include "processor/metrics/health.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace tally {
+
+Health::Health(absl::Duration stall_after, Clock clock)
+    : stall_after_(stall_after),
+      clock_(clock != nullptr ? std::move(clock) : Clock([] { return absl::Now(); })),
+      last_heartbeat_ns_(absl::ToUnixNanos(clock_())) {}
+
+void Health::Heartbeat() {
+  last_heartbeat_ns_.store(absl::ToUnixNanos(clock_()), std::memory_order_relaxed);
+}
+
+void Health::SetReady(bool ready, std::string reason) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ready_ = ready;
+  reason_ = ready ? std::string() : std::move(reason);
+}
+
+Health::Verdict Health::Liveness() const {
+  const absl::Time last =
+      absl::FromUnixNanos(last_heartbeat_ns_.load(std::memory_order_relaxed));
+  // A clock that steps back makes the silence negative: that is not a stall.
+  const absl::Duration silent = clock_() - last;
+  if (silent < stall_after_) return {true, "ok"};
+  return {false, absl::StrCat("stalled: no loop progress for ",
+                              absl::ToInt64Seconds(silent), "s")};
+}
+
+Health::Verdict Health::Readiness() const {
+  Verdict live = Liveness();
+  if (!live.ok) return {false, absl::StrCat("not ready: ", live.text)};
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (ready_) return {true, "ok"};
+  return {false, absl::StrCat("not ready: ", reason_.empty() ? "no reason given" : reason_)};
+}
+
+}  // namespace tally

@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything comes from Debian's archive; nothing is downloaded elsewhere.
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
-  libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev \
+  libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcivetweb-dev \
   libgtest-dev libgmock-dev libbenchmark-dev kcat \
   clang clang-format clang-tidy libclang-rt-14-dev prometheus
 

@@ -211,6 +211,14 @@ CoreStage::Task* CoreStage::TaskFor(int32_t partition) {
   return nullptr;
 }
 
+bool CoreStage::AlreadyCovered(const EventSource& source) {
+  auto it = tasks_.find(source.partition);
+  if (it == tasks_.end()) return false;  // OnClick/OnConversion report it
+  if (!AlreadyApplied(*it->second, source)) return false;
+  ++counters_.replayed_skipped;
+  return true;
+}
+
 bool CoreStage::AlreadyApplied(Task& task, const EventSource& source) {
   const std::optional<int64_t> next = task.store->NextOffset(source.topic);
   // Checked at the first event of each topic after the task opened: the
@@ -242,10 +250,6 @@ void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& 
   if (!error_.ok()) return;
   Task* task = TaskFor(source.partition);
   if (task == nullptr) return;
-  if (AlreadyApplied(*task, source)) {
-    ++counters_.replayed_skipped;
-    return;
-  }
   task->touched = true;
   if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
   SinkAdapter sink(out);
@@ -305,10 +309,6 @@ void CoreStage::OnConversion(const Conversion& conversion, const EventSource& so
   if (!error_.ok()) return;
   Task* task = TaskFor(source.partition);
   if (task == nullptr) return;
-  if (AlreadyApplied(*task, source)) {
-    ++counters_.replayed_skipped;
-    return;
-  }
   task->touched = true;
   if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
   SinkAdapter sink(out);
@@ -374,16 +374,21 @@ absl::Status CoreStage::RebuildFloodCounts() {
   const int64_t since = latest == kNoWatermark ? std::numeric_limits<int64_t>::min()
                                                : latest - options_.state.flood_retention_ms;
   const int64_t window_ms = options_.fraud.flood_window_ms;
+  uint64_t entries = 0, clicks = 0;
   for (const auto& [partition, task] : tasks_) {
     absl::Status s = task->store->ForEachFloodCount(
         since, [&](int64_t window_start, const std::array<uint8_t, 16>& ip, uint64_t count) {
           fraud_->RestoreFloodCount(IpAddress::FromBytes(ip), window_start / window_ms, count);
+          ++entries;
+          clicks += count;
         });
     if (!s.ok()) {
       return absl::Status(s.code(), absl::StrCat("partition ", partition,
                                                  ": rebuilding flood counters: ", s.message()));
     }
   }
+  TALLY_LOG(kInfo, kLog, "flood counters rebuilt from ", tasks_.size(), " tasks: ", entries,
+            " (IP, window) counts, ", clicks, " clicks");
   return absl::OkStatus();
 }
 

@@ -79,6 +79,7 @@ class CoreStage final : public PipelineStage {
       prometheus::Registry* registry = nullptr);
   ~CoreStage() override;
 
+  bool AlreadyCovered(const EventSource& source) override;
   void OnClick(const Click& click, const EventSource& source, Outputs& out) override;
   void OnConversion(const Conversion& conversion, const EventSource& source, Outputs& out) override;
   absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) override;

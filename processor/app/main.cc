@@ -216,7 +216,7 @@ int Main(int argc, char** argv) {
   // any wait inside one iteration (a batch, a flush slice, a rebalance).
   auto health = std::make_shared<Health>(
       std::max(absl::Seconds(60), 2 * config->shutdown.timeout));
-  auto metrics = MetricsServer::Start(config->metrics.listen, registry);
+  auto metrics = MetricsServer::Start(config->metrics.listen, registry, health);
   if (!metrics.ok()) {
     std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";
     return 2;

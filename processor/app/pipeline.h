@@ -50,6 +50,11 @@ class Outputs {
 class PipelineStage {
  public:
   virtual ~PipelineStage() = default;
+  // Called for EVERY input message, valid or not, before it is decoded:
+  // true means the stage's committed state already covers it (a replay
+  // after a crash between the state write and the offset commit) and the
+  // message must be skipped entirely, its rejection included.
+  virtual bool AlreadyCovered(const EventSource& /*source*/) { return false; }
   virtual void OnClick(const Click& click, const EventSource& source, Outputs& out) = 0;
   virtual void OnConversion(const Conversion& conversion, const EventSource& source,
                             Outputs& out) = 0;

@@ -67,6 +67,14 @@ struct LoopMetrics {
                 .Register(registry)
                 .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.005, 0.01, 0.025, 0.05,
                                                                  0.1, 0.25, 0.5, 1, 2.5, 5, 10})),
+        state_commit_seconds(
+            prometheus::BuildHistogram()
+                .Name("tally_state_commit_duration_seconds")
+                .Help("Time to make a batch's task state durable (RocksDB write + fsync)")
+                .Register(registry)
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005,
+                                                                 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                                 0.5, 1})),
         last_commit(prometheus::BuildGauge()
                         .Name("tally_last_commit_timestamp_seconds")
                         .Help("Unix time of the last successful offset commit")
@@ -133,6 +141,7 @@ struct LoopMetrics {
   prometheus::Counter& retained;
   prometheus::Counter& batches;
   prometheus::Histogram& batch_seconds;
+  prometheus::Histogram& state_commit_seconds;
   prometheus::Gauge& last_commit;
   prometheus::Gauge& assigned;
   prometheus::Counter& failures;
@@ -175,6 +184,7 @@ std::string ProcessorSummary::ToJson() const {
                       ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
                       ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
                       ",\"batch_replays\":", batch_replays,
+                      ",\"state_commit_seconds\":", state_commit_seconds,
                       ",\"busy_seconds\":", busy_seconds, "}");
 }
 
@@ -459,6 +469,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     for (const auto& message : batch) {
       EventSource source{message->topic(), message->partition(), message->offset(), message->key(),
                          message->value()};
+      next_offsets[{std::string(message->topic()), message->partition()}] = message->offset() + 1;
+      if (stage_->AlreadyCovered(source)) continue;
       const InputKind kind =
           message->topic() == options_.topics.clicks ? InputKind::kClick : InputKind::kConversion;
       if (kind == InputKind::kClick) {
@@ -479,7 +491,6 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         }
       }
       if (!produce_error_.ok()) return produce_error_;
-      next_offsets[{std::string(message->topic()), message->partition()}] = message->offset() + 1;
     }
 
     std::vector<PipelineStage::Position> positions;
@@ -495,9 +506,13 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     // Outputs first, state second, offsets last: committing before every
     // output is acknowledged (acks=all) could lose it on a crash.
     if (absl::Status s = FlushOutputs(); !s.ok()) return s;
+    const absl::Time state_started = absl::Now();
     if (absl::Status s = stage_->CommitBatch(positions); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("committing state: ", s.message()));
     }
+    const double state_seconds = absl::ToDoubleSeconds(absl::Now() - state_started);
+    metrics_.state_commit_seconds.Observe(state_seconds);
+    pending_summary_.state_commit_seconds = state_seconds;
     CountInput(batch);
     if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
       CountKafkaError("commit", s);
@@ -700,6 +715,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     summary_.commissions_out += pending_summary_.commissions_out;
     summary_.unattributed_out += pending_summary_.unattributed_out;
     summary_.batches += 1;
+    summary_.state_commit_seconds += pending_summary_.state_commit_seconds;
   }
 
   // Produce() polls and retries on a full queue and only fails for errors

@@ -100,6 +100,10 @@ struct ProcessorSummary {
   uint64_t replayed_skipped = 0;
   uint64_t batches = 0;
   uint64_t batch_replays = 0;  // batches aborted and consumed again
+  // Wall time spent making task state durable (CommitBatch, fsync
+  // included), summed over batches: the durability cost per batch is
+  // state_commit_seconds / batches.
+  double state_commit_seconds = 0;
   // Wall time from the first consumed message to the last commit: the
   // processing time without group join and idle waiting (benchmarks).
   double busy_seconds = 0;

@@ -110,11 +110,17 @@ defaults:
   void RunBatch(CoreStage& stage, const std::vector<Click>& clicks,
                 const std::vector<Conversion>& conversions, RecordingOutputs& out,
                 int64_t first_click_offset = 0, int64_t first_conversion_offset = 0) {
+    // As the Processor does: every message is first offered to
+    // AlreadyCovered, and only the ones it does not cover are handed over.
     int64_t o = first_click_offset;
-    for (const Click& c : clicks) stage.OnClick(c, EventSource{"clicks", 0, o++, "k", "v"}, out);
+    for (const Click& c : clicks) {
+      const EventSource source{"clicks", 0, o++, "k", "v"};
+      if (!stage.AlreadyCovered(source)) stage.OnClick(c, source, out);
+    }
     int64_t v = first_conversion_offset;
     for (const Conversion& c : conversions) {
-      stage.OnConversion(c, EventSource{"conversions", 0, v++, "k", "v"}, out);
+      const EventSource source{"conversions", 0, v++, "k", "v"};
+      if (!stage.AlreadyCovered(source)) stage.OnConversion(c, source, out);
     }
     std::vector<PipelineStage::Position> positions = {{"clicks", 0, o}, {"conversions", 0, v}};
     ASSERT_TRUE(stage.EndBatch(positions, out).ok());

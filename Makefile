@@ -16,7 +16,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
   libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev kcat \
+  libgtest-dev libgmock-dev libbenchmark-dev kcat libssl-dev \
   clang clang-format clang-tidy libclang-rt-14-dev prometheus
 
 .PHONY: setup configure build test unit integration run bench lint format fuzz fuzz-smoke \

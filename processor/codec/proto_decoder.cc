@@ -492,7 +492,8 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
       }
       case 11:
       case 14: {
-        const FieldName name{{}, f.number == 11 ? "original_key_truncated" : "original_value_truncated"};
+        const FieldName name{
+            {}, f.number == 11 ? "original_key_truncated" : "original_value_truncated"};
         // proto3 bool: any non-zero varint is true.
         if (Expect(f, wire::kVarint, name, v)) {
           (f.number == 11 ? out->original_key_truncated : out->original_value_truncated) =

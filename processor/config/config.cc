@@ -610,7 +610,8 @@ absl::Status CheckOutputRecordSizes(const TallyConfig& c) {
     return KeyError(
         "limits.max_rejected_original_bytes",
         absl::StrCat("a rejected record can be ", bounds.rejected, " bytes (",
-                     PayloadFormatName(c.formats.output), ", ", c.limits.max_rejected_original_bytes,
+                     PayloadFormatName(c.formats.output), ", ",
+                     c.limits.max_rejected_original_bytes,
                      " bytes of the original value, a key of up to ", kMaxRejectedKeyBytes,
                      " bytes, a detail of up to ", kMaxRejectedDetailBytes,
                      " bytes and framing), more than ", max_key, "=", *max,

@@ -114,9 +114,9 @@ struct RejectedEvent {
   std::string source_topic;
   int32_t source_partition = -1;
   int64_t source_offset = -1;
-  std::string original_key;        // raw bytes, or a prefix when original_key_truncated
-  std::string original_value;      // raw bytes, or a prefix when original_value_truncated
-  TimestampMs rejected_at_ms = 0;  // wall clock of the processor
+  std::string original_key;         // raw bytes, or a prefix when original_key_truncated
+  std::string original_value;       // raw bytes, or a prefix when original_value_truncated
+  TimestampMs rejected_at_ms = 0;   // wall clock of the processor
   int64_t original_key_size = 0;    // bytes of the whole original key
   std::string original_key_sha256;  // lowercase hex of the whole key ("" if unknown)
   bool original_key_truncated = false;

@@ -205,9 +205,9 @@ TEST(JsonEncodeTest, ConversionAndOutputShapes) {
   r.original_value_sha256 = std::string(64, 'f');
   r.original_value_truncated = true;
   encoder.Encode(r, &out);
-  EXPECT_THAT(out, ::testing::EndsWith(
-                       "\"original_value_size\":900000,\"original_value_sha256\":\"" +
-                       std::string(64, 'f') + "\",\"original_value_truncated\":true}"));
+  EXPECT_THAT(out,
+              ::testing::EndsWith("\"original_value_size\":900000,\"original_value_sha256\":\"" +
+                                  std::string(64, 'f') + "\",\"original_value_truncated\":true}"));
   UnattributedConversion u;
   u.conversion = c;
   u.reason = UnattributedReason::kOutsideWindow;
@@ -239,12 +239,12 @@ TEST(OutputDecodeTest, JsonRejectsBadNamesAndTypes) {
   EXPECT_EQ(ReasonOf(decoder.Decode(
                 "{\"reason\":\"missing_field\",\"original_value_sha256\":\"ABC\"}", &r)),
             "invalid_value");
-  EXPECT_EQ(ReasonOf(decoder.Decode(
-                "{\"reason\":\"missing_field\",\"original_value_size\":-1}", &r)),
-            "invalid_value");
-  EXPECT_EQ(ReasonOf(decoder.Decode(
-                "{\"reason\":\"missing_field\",\"original_key_truncated\":1}", &r)),
-            "wrong_type");
+  EXPECT_EQ(
+      ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_value_size\":-1}", &r)),
+      "invalid_value");
+  EXPECT_EQ(
+      ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_key_truncated\":1}", &r)),
+      "wrong_type");
   // A record from before the size/hash/truncated members: whole bytes.
   ASSERT_EQ(ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_value_b64\":"
                                     "\"YWJj\"}",

@@ -38,10 +38,10 @@ TEST_P(OutputBoundsTest, WorstCaseRejectedRecordFitsTheBound) {
     const std::string key(5000, '\xff');
     const std::string value(value_limit + 5000, '\x01');
     const std::string detail(5000, '\x01');
-    RejectedEvent r = BuildRejectedEvent(
-        {topic, std::numeric_limits<int32_t>::min(), std::numeric_limits<int64_t>::min(), key,
-         value},
-        RejectReason::kTimestampOutOfRange, detail, limits, std::numeric_limits<int64_t>::min());
+    RejectedEvent r = BuildRejectedEvent({topic, std::numeric_limits<int32_t>::min(),
+                                          std::numeric_limits<int64_t>::min(), key, value},
+                                         RejectReason::kTimestampOutOfRange, detail, limits,
+                                         std::numeric_limits<int64_t>::min());
     r.original_key_size = std::numeric_limits<int64_t>::max();
     r.original_value_size = std::numeric_limits<int64_t>::max();
     ASSERT_TRUE(r.original_key_truncated);

@@ -348,10 +348,9 @@ TEST_F(ConfigTest, RejectedRecordMustFitMessageMaxBytes) {
 
   // Raising message.max.bytes makes room; producer.* wins over kafka.*.
   sources = Minimal();
-  sources.overrides.insert(sources.overrides.end(),
-                           {"limits.max_rejected_original_bytes=1MiB",
-                            "kafka.message.max.bytes=1000000",
-                            "producer.message.max.bytes=2000000"});
+  sources.overrides.insert(sources.overrides.end(), {"limits.max_rejected_original_bytes=1MiB",
+                                                     "kafka.message.max.bytes=1000000",
+                                                     "producer.message.max.bytes=2000000"});
   EXPECT_TRUE(LoadConfig(sources).ok());
   sources = Minimal();
   sources.overrides.push_back("kafka.message.max.bytes=90000");

@@ -71,7 +71,7 @@ struct LimitOptions {
   // A rejected message keeps at most this many bytes of its value (the rest
   // is described by size and SHA-256). The default equals the default
   // max_payload_bytes: every message refused for its content is kept whole.
-  uint64_t max_rejected_original_bytes = 64 * 1024;
+  uint64_t max_rejected_original_bytes = uint64_t{64} << 10;
   int64_t min_event_time_ms = 946'684'800'000;    // 2000-01-01T00:00:00Z
   int64_t max_event_time_ms = 4'102'444'800'000;  // 2100-01-01T00:00:00Z
 };

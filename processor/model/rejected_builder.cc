@@ -36,10 +36,11 @@ std::string Sha256Hex(std::string_view bytes) {
     std::abort();
   }
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex(2 * length, '\0');
+  std::string hex;
+  hex.reserve(size_t{2} * length);
   for (unsigned int i = 0; i < length; ++i) {
-    hex[2 * i] = kHex[digest[i] >> 4];
-    hex[2 * i + 1] = kHex[digest[i] & 0xf];
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 0xf]);
   }
   return hex;
 }

@@ -24,7 +24,7 @@ inline constexpr size_t kMaxRejectedDetailBytes = 1024;
 // Default of limits.max_rejected_original_bytes: the default
 // limits.max_payload_bytes, so every message that was refused for its
 // content (not its size) is kept whole and can be replayed.
-inline constexpr size_t kDefaultMaxRejectedValueBytes = 64 * 1024;
+inline constexpr size_t kDefaultMaxRejectedValueBytes = size_t{64} << 10;
 
 struct RejectedLimits {
   size_t max_value_bytes = kDefaultMaxRejectedValueBytes;  // limits.max_rejected_original_bytes

@@ -594,7 +594,9 @@ absl::Status CheckOutputRecordSizes(const TallyConfig& c) {
   const std::string max_key = MessageMaxBytesKey(c);
   if (bounds.rejected > *max) {
     // The largest value limit that fits, for the hint.
-    uint64_t fits = 0;
+    std::string hint =
+        absl::StrCat("even without the original value a rejected record can be ",
+                     RejectedRecordBytes(c.formats.output, 0), " bytes: raise message.max.bytes");
     if (RejectedRecordBytes(c.formats.output, 0) <= *max) {
       uint64_t lo = 0, hi = c.limits.max_rejected_original_bytes;
       while (lo < hi) {
@@ -605,7 +607,8 @@ absl::Status CheckOutputRecordSizes(const TallyConfig& c) {
           hi = mid - 1;
         }
       }
-      fits = lo;
+      hint = absl::StrCat("set limits.max_rejected_original_bytes to at most ", lo,
+                          " or raise message.max.bytes");
     }
     return KeyError(
         "limits.max_rejected_original_bytes",
@@ -614,9 +617,8 @@ absl::Status CheckOutputRecordSizes(const TallyConfig& c) {
                      c.limits.max_rejected_original_bytes,
                      " bytes of the original value, a key of up to ", kMaxRejectedKeyBytes,
                      " bytes, a detail of up to ", kMaxRejectedDetailBytes,
-                     " bytes and framing), more than ", max_key, "=", *max,
-                     "; set limits.max_rejected_original_bytes to at most ", fits,
-                     " or raise message.max.bytes (and the topic's max.message.bytes)"),
+                     " bytes and framing), more than ", max_key, "=", *max, "; ", hint,
+                     " (and the topic's max.message.bytes)"),
         "");
   }
   if (bounds.unattributed > *max) {

@@ -15,8 +15,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything comes from Debian's archive; nothing is downloaded elsewhere.
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
+<<<<<<< HEAD
   libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcivetweb-dev \
   libgtest-dev libgmock-dev libbenchmark-dev kcat \
+=======
+  libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev \
+  libgtest-dev libgmock-dev libbenchmark-dev kcat libssl-dev \
+>>>>>>> h-rejected
   clang clang-format clang-tidy libclang-rt-14-dev prometheus
 
 .PHONY: setup configure build test unit integration run bench lint format fuzz fuzz-smoke \

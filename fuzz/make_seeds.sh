@@ -72,6 +72,7 @@ OP="$C/fuzz_decode_outputs"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 prefixed 000 "$EX/commission.json" >"$OP/commission_json"
 prefixed 002 "$EX/rejected.json" >"$OP/rejected_json"
+prefixed 002 "$EX/rejected_truncated.json" >"$OP/rejected_truncated_json"
 prefixed 004 "$EX/unattributed.json" >"$OP/unattributed_json"
 encode Commission 'commission_id: "cm-3f0c2a9be1d47a55" conversion_id: "ord-9912"
   offer_id: "off-2" goal: "sale" click_id: "c-5573252a56606f93" affiliate_id: "aff-48"
@@ -83,6 +84,15 @@ encode Rejected 'reason: "wrong_type" detail: "field '"'"'ts'"'"': expected an i
   source_topic: "clicks" source_partition: 3 source_offset: 1042 original_key: "c-1"
   original_value: "{\"ts\":\"1\"}\377" rejected_at: 1767225606120' "$tmp/rejected.pb"
 prefixed 003 "$tmp/rejected.pb" >"$OP/rejected_pb"
+encode Rejected 'reason: "payload_too_large" detail: "payload of 900000 bytes"
+  source_topic: "clicks" source_partition: 5 source_offset: 77 original_key: "c-2"
+  original_value: "{\"click_id\":\"c-2\",\"pad\":\"xx" rejected_at: 1767225607000
+  original_key_size: 3
+  original_key_sha256: "6260cd1bca682c8e6d53f7bd48085059c4f9bbab010abf0200ccfae2567a6dda"
+  original_value_size: 900000
+  original_value_sha256: "3343ea450e9b622170cf890dbdfd555b98a43872f383d05b14864e6f4fc2ecd4"
+  original_value_truncated: true' "$tmp/rejected_truncated.pb"
+prefixed 003 "$tmp/rejected_truncated.pb" >"$OP/rejected_truncated_pb"
 encode Unattributed 'conversion { conversion_id: "ord-10077" ts: 1767231000000
   offer_id: "off-5" click_id: "c-00000000deadbeef" goal: "sale" amount: 12900
   currency: "JPY" status: CONVERSION_STATUS_APPROVED } reason: "click_not_found"

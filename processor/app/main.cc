@@ -63,6 +63,8 @@ ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
   options.limits.max_payload_bytes = config.limits.max_payload_bytes;
   options.limits.min_event_time_ms = config.limits.min_event_time_ms;
   options.limits.max_event_time_ms = config.limits.max_event_time_ms;
+  options.rejected_limits.max_value_bytes =
+      static_cast<size_t>(config.limits.max_rejected_original_bytes);
   options.attribution_key = config.processing.attribution_key;
   options.batch_max_messages = static_cast<size_t>(config.processing.batch_max_messages);
   options.batch_max_time = config.processing.batch_max_time;

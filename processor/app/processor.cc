@@ -21,6 +21,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "processor/common/log.h"
+#include "processor/model/rejected_builder.h"
 
 namespace tally {
 namespace {
@@ -306,19 +307,14 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
   void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
-    RejectedEvent rejected;
-    rejected.reason = reason;
-    rejected.detail = std::string(detail);
-    rejected.source_topic = std::string(source.topic);
-    rejected.source_partition = source.partition;
-    rejected.source_offset = source.offset;
-    rejected.original_key = std::string(source.key);
-    rejected.original_value = std::string(source.value);
-    rejected.rejected_at_ms = absl::ToUnixMillis(absl::Now());
+    const RejectedEvent rejected = BuildRejectedEvent(
+        {source.topic, source.partition, source.offset, source.key, source.value}, reason, detail,
+        options_.rejected_limits, absl::ToUnixMillis(absl::Now()));
     encoder_.Encode(rejected, &scratch_);
-    // Keyed by the original key: a rejected event lands beside its
-    // siblings' partition, and re-processing tools can re-key nothing.
-    ProduceOrRemember(options_.topics.rejected, source.key);
+    // Keyed by the original key (its bounded prefix when longer, so that the
+    // record always fits; schemas/README.md): a rejected event lands beside
+    // its siblings' partition, and re-processing tools can re-key nothing.
+    ProduceOrRemember(options_.topics.rejected, rejected.original_key);
     metrics_.rejected_by_reason[static_cast<size_t>(reason)]->Increment();
     metrics_.out_rejected->Increment();
     ++pending_summary_.rejected;

@@ -44,6 +44,7 @@
 #include "processor/config/config.h"  // AttributionKey
 #include "processor/kafka/kafka.h"
 #include "processor/metrics/health.h"
+#include "processor/model/rejected_limits.h"
 
 namespace prometheus {
 class Registry;
@@ -67,6 +68,7 @@ struct ProcessorOptions {
   WireFormat conversions_format = WireFormat::kJson;
   WireFormat output_format = WireFormat::kJson;
   DecodeLimits limits;
+  RejectedLimits rejected_limits;  // bounds of a `rejected` record
   AttributionKey attribution_key = AttributionKey::kClickId;
   size_t batch_max_messages = 10000;
   absl::Duration batch_max_time = absl::Milliseconds(100);

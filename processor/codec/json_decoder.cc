@@ -326,6 +326,23 @@ Got ReadInt64(od::value& value, FieldName f, Verdict* v, int64_t* out) {
   return Got::kValue;
 }
 
+Got ReadBool(od::value& value, FieldName f, Verdict* v, bool* out) {
+  od::json_type type;
+  if (auto ec = value.type().get(type); ec) {
+    FromSimdjson(v, ec);
+    return Got::kBad;
+  }
+  if (type == od::json_type::boolean) {
+    if (auto ec = value.get_bool().get(*out); ec) {
+      FromSimdjson(v, ec);
+      return Got::kBad;
+    }
+    return Got::kValue;
+  }
+  if (type == od::json_type::null) return NullOr(value, v);
+  return WrongTypeOf(value, f, v, "a boolean");
+}
+
 // Fills *list from a JSON array of strings, reusing its elements' buffers.
 // `max_entries` / `max_bytes` of 0 mean unlimited.
 Got ReadStringList(od::value& value, FieldName f, Verdict* v, size_t max_entries, size_t max_bytes,
@@ -776,10 +793,27 @@ enum RejectedField {
   kRejKey,
   kRejValue,
   kRejAt,
+  kRejKeySize,
+  kRejKeySha256,
+  kRejKeyTruncated,
+  kRejValueSize,
+  kRejValueSha256,
+  kRejValueTruncated,
 };
-constexpr std::array<std::string_view, 8> kRejectedNames = {
-    "reason",        "detail",           "source_topic",       "source_partition",
-    "source_offset", "original_key_b64", "original_value_b64", "rejected_at"};
+constexpr std::array<std::string_view, 14> kRejectedNames = {"reason",
+                                                             "detail",
+                                                             "source_topic",
+                                                             "source_partition",
+                                                             "source_offset",
+                                                             "original_key_b64",
+                                                             "original_value_b64",
+                                                             "rejected_at",
+                                                             "original_key_size",
+                                                             "original_key_sha256",
+                                                             "original_key_truncated",
+                                                             "original_value_size",
+                                                             "original_value_sha256",
+                                                             "original_value_truncated"};
 
 bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
   out->detail.clear();
@@ -789,6 +823,12 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
   out->original_key.clear();
   out->original_value.clear();
   out->rejected_at_ms = 0;
+  out->original_key_size = 0;
+  out->original_key_sha256.clear();
+  out->original_key_truncated = false;
+  out->original_value_size = 0;
+  out->original_value_sha256.clear();
+  out->original_value_truncated = false;
   uint32_t present = 0;
   const bool ok = ForEachMember(object, kRejectedNames, v, [&](int i, od::value& value) {
     const FieldName f{{}, kRejectedNames[static_cast<size_t>(i)]};
@@ -803,6 +843,19 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
         break;
       case kRejAt:
         got = ReadInt64(value, f, v, &out->rejected_at_ms);
+        break;
+      case kRejKeySize:
+      case kRejValueSize: {
+        int64_t* size = i == kRejKeySize ? &out->original_key_size : &out->original_value_size;
+        got = ReadInt64(value, f, v, size);
+        if (got == Got::kValue && !CheckByteCount(v, f, *size)) got = Got::kBad;
+        break;
+      }
+      case kRejKeyTruncated:
+        got = ReadBool(value, f, v, &out->original_key_truncated);
+        break;
+      case kRejValueTruncated:
+        got = ReadBool(value, f, v, &out->original_value_truncated);
         break;
       default:
         got = ReadString(value, f, v, &s);
@@ -825,6 +878,15 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
             if (!DecodeBase64(s, i == kRejKey ? &out->original_key : &out->original_value)) {
               BadValue(v, RejectReason::kInvalidValue, f, "not base64 with padding");
               got = Got::kBad;
+            }
+            break;
+          case kRejKeySha256:
+          case kRejValueSha256:
+            if (!CheckSha256Hex(v, f, s)) {
+              got = Got::kBad;
+            } else {
+              (i == kRejKeySha256 ? out->original_key_sha256 : out->original_value_sha256)
+                  .assign(s);
             }
             break;
         }

@@ -52,6 +52,10 @@ class ObjectWriter {
     Key(name);
     absl::StrAppend(out_, value);
   }
+  void Bool(std::string_view name, bool value) {
+    Key(name);
+    out_->append(value ? "true" : "false");
+  }
   void ListIfSet(std::string_view name, const std::vector<std::string>& values) {
     if (values.empty()) return;
     Key(name);
@@ -145,6 +149,12 @@ void EncodeJson(const RejectedEvent& r, std::string* out) {
   AppendBase64(out, r.original_value);
   out->push_back('"');
   w.Int("rejected_at", r.rejected_at_ms);
+  w.Int("original_key_size", r.original_key_size);
+  w.String("original_key_sha256", r.original_key_sha256);
+  w.Bool("original_key_truncated", r.original_key_truncated);
+  w.Int("original_value_size", r.original_value_size);
+  w.String("original_value_sha256", r.original_value_sha256);
+  w.Bool("original_value_truncated", r.original_value_truncated);
   w.End();
 }
 

@@ -429,6 +429,12 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
   out->original_key.clear();
   out->original_value.clear();
   out->rejected_at_ms = 0;
+  out->original_key_size = 0;
+  out->original_key_sha256.clear();
+  out->original_key_truncated = false;
+  out->original_value_size = 0;
+  out->original_value_sha256.clear();
+  out->original_value_truncated = false;
   bool has_reason = false;
   const bool ok = ForEachField(data, v, [&](const Field& f) {
     if (v->failed()) return;
@@ -469,6 +475,32 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
       case 8:
         ReadInt64(f, {{}, "rejected_at"}, v, &out->rejected_at_ms);
         return;
+      case 9:
+      case 12: {
+        const FieldName name{{}, f.number == 9 ? "original_key_size" : "original_value_size"};
+        int64_t* size = f.number == 9 ? &out->original_key_size : &out->original_value_size;
+        if (ReadInt64(f, name, v, size)) CheckByteCount(v, name, *size);
+        return;
+      }
+      case 10:
+      case 13: {
+        const FieldName name{{}, f.number == 10 ? "original_key_sha256" : "original_value_sha256"};
+        if (ReadString(f, name, v, &s) && CheckSha256Hex(v, name, s)) {
+          (f.number == 10 ? out->original_key_sha256 : out->original_value_sha256).assign(s);
+        }
+        return;
+      }
+      case 11:
+      case 14: {
+        const FieldName name{
+            {}, f.number == 11 ? "original_key_truncated" : "original_value_truncated"};
+        // proto3 bool: any non-zero varint is true.
+        if (Expect(f, wire::kVarint, name, v)) {
+          (f.number == 11 ? out->original_key_truncated : out->original_value_truncated) =
+              f.varint != 0;
+        }
+        return;
+      }
       default:
         return;
     }

@@ -98,6 +98,12 @@ void ProtoEncoder::Encode(const RejectedEvent& r, std::string* out) {
   BytesIfSet(out, 6, r.original_key);
   BytesIfSet(out, 7, r.original_value);
   IntIfSet(out, 8, r.rejected_at_ms);
+  IntIfSet(out, 9, r.original_key_size);
+  BytesIfSet(out, 10, r.original_key_sha256);
+  IntIfSet(out, 11, r.original_key_truncated ? 1 : 0);
+  IntIfSet(out, 12, r.original_value_size);
+  BytesIfSet(out, 13, r.original_value_sha256);
+  IntIfSet(out, 14, r.original_value_truncated ? 1 : 0);
 }
 
 void ProtoEncoder::Encode(const UnattributedConversion& u, std::string* out) {

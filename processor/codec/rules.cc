@@ -22,6 +22,7 @@ constexpr std::array<bool, 256> MakeTable(std::string_view ranges) {
 // Pairs of inclusive byte ranges.
 constexpr std::array<bool, 256> kIdChars = MakeTable("AZaz09..__::--");
 constexpr std::array<bool, 256> kGoalChars = MakeTable("az09__");
+constexpr std::array<bool, 256> kLowerHexChars = MakeTable("09af");
 
 bool AllIn(const std::array<bool, 256>& table, std::string_view s) {
   for (const char c : s) {
@@ -162,6 +163,17 @@ bool CheckCountry(Verdict* v, FieldName field, std::string_view value) {
     return false;
   }
   return true;
+}
+
+bool CheckSha256Hex(Verdict* v, FieldName field, std::string_view value) {
+  const bool ok = value.empty() || (value.size() == 64 && AllIn(kLowerHexChars, value));
+  if (!ok) BadValue(v, RejectReason::kInvalidValue, field, "not 64 lowercase hex digits");
+  return ok;
+}
+
+bool CheckByteCount(Verdict* v, FieldName field, int64_t count) {
+  if (count < 0) BadValue(v, RejectReason::kInvalidValue, field, "must not be negative");
+  return count >= 0;
 }
 
 bool CheckMaxBytes(Verdict* v, FieldName field, std::string_view value, size_t max) {

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "processor/config/internal/values.h"
+#include "processor/model/rejected_limits.h"
 #include "yaml-cpp/yaml.h"
 
 namespace tally {
@@ -166,6 +167,7 @@ const std::vector<KeySpec>& KeySpecs() {
       EnumKey("formats.conversions", FIELD(formats.conversions), format_names),
       EnumKey("formats.output", FIELD(formats.output), format_names),
       SizeKey("limits.max_payload_bytes", FIELD(limits.max_payload_bytes)),
+      SizeKey("limits.max_rejected_original_bytes", FIELD(limits.max_rejected_original_bytes)),
       TimestampKey("limits.min_event_time", FIELD(limits.min_event_time_ms)),
       TimestampKey("limits.max_event_time", FIELD(limits.max_event_time_ms)),
       IntegerKey("processing.batch_max_messages", FIELD(processing.batch_max_messages)),
@@ -539,7 +541,118 @@ absl::Status ValidateTopics(const TopicOptions& t) {
   return absl::OkStatus();
 }
 
+static_assert(LimitOptions{}.max_rejected_original_bytes == kDefaultMaxRejectedValueBytes);
+
+// Upper bounds of the parts of an output record that do not depend on
+// configuration (see WorstCaseOutputRecordBytes; tests/codec checks them
+// against the real encoders).
+// Member names, punctuation, reason, numbers, hashes, flags: about 550
+// bytes in JSON, fewer in protobuf.
+constexpr uint64_t kRejectedFixedBytes = 1024;
+// Kafka topic names are at most 249 characters of [a-zA-Z0-9._-] (no
+// escaping).
+constexpr uint64_t kMaxTopicNameBytes = 249;
+// A conversion re-encoded from validated fields (ids 64 bytes, user_id 128
+// bytes that JSON may escape to 256, goal 32, numbers) plus the wrapper,
+// reason and the joiner's detail (offer id + fixed text): under 1.5 KiB.
+constexpr uint64_t kUnattributedValueBytes = 2048;
+// The longest attribution key (user_id).
+constexpr uint64_t kMaxAttributionKeyBytes = 128;
+// librdkafka counts a record's framing (varint lengths, attributes,
+// timestamp and offset deltas, headers count: at most about 40 bytes)
+// against message.max.bytes; the broker adds the batch header (61 bytes).
+constexpr uint64_t kRecordFramingBytes = 128;
+// librdkafka's default message.max.bytes.
+constexpr uint64_t kDefaultMessageMaxBytes = 1'000'000;
+
+uint64_t Base64Bytes(uint64_t n) { return 4 * ((n + 2) / 3); }
+
+// The rejected record's size when the value keeps `value_bytes`.
+uint64_t RejectedRecordBytes(PayloadFormat format, uint64_t value_bytes) {
+  const bool json = format == PayloadFormat::kJson;
+  const uint64_t key = kMaxRejectedKeyBytes;
+  const uint64_t value = kRejectedFixedBytes + kMaxTopicNameBytes +
+                         (json ? 6 : 1) * kMaxRejectedDetailBytes +
+                         (json ? Base64Bytes(key) + Base64Bytes(value_bytes) : key + value_bytes);
+  return value + key + kRecordFramingBytes;
+}
+
+// The key (and where it was set) that holds message.max.bytes.
+std::string MessageMaxBytesKey(const TallyConfig& c) {
+  if (c.kafka.producer.count("message.max.bytes") > 0) return "producer.message.max.bytes";
+  if (c.kafka.common.count("message.max.bytes") > 0) return "kafka.message.max.bytes";
+  return "producer.message.max.bytes (librdkafka default)";
+}
+
+// Output records must fit the producer's message.max.bytes, whatever the
+// input (issue 6: a rejected record that did not fit stopped Tally on every
+// restart).
+absl::Status CheckOutputRecordSizes(const TallyConfig& c) {
+  absl::StatusOr<uint64_t> max = ProducerMessageMaxBytes(c);
+  if (!max.ok()) return max.status();
+  const OutputRecordBounds bounds = WorstCaseOutputRecordBytes(c);
+  const std::string max_key = MessageMaxBytesKey(c);
+  if (bounds.rejected > *max) {
+    // The largest value limit that fits, for the hint.
+    std::string hint =
+        absl::StrCat("even without the original value a rejected record can be ",
+                     RejectedRecordBytes(c.formats.output, 0), " bytes: raise message.max.bytes");
+    if (RejectedRecordBytes(c.formats.output, 0) <= *max) {
+      uint64_t lo = 0, hi = c.limits.max_rejected_original_bytes;
+      while (lo < hi) {
+        const uint64_t mid = lo + (hi - lo + 1) / 2;
+        if (RejectedRecordBytes(c.formats.output, mid) <= *max) {
+          lo = mid;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      hint = absl::StrCat("set limits.max_rejected_original_bytes to at most ", lo,
+                          " or raise message.max.bytes");
+    }
+    return KeyError(
+        "limits.max_rejected_original_bytes",
+        absl::StrCat("a rejected record can be ", bounds.rejected, " bytes (",
+                     PayloadFormatName(c.formats.output), ", ",
+                     c.limits.max_rejected_original_bytes,
+                     " bytes of the original value, a key of up to ", kMaxRejectedKeyBytes,
+                     " bytes, a detail of up to ", kMaxRejectedDetailBytes,
+                     " bytes and framing), more than ", max_key, "=", *max, "; ", hint,
+                     " (and the topic's max.message.bytes)"),
+        "");
+  }
+  if (bounds.unattributed > *max) {
+    return KeyError(max_key,
+                    absl::StrCat("an unattributed record can be ", bounds.unattributed,
+                                 " bytes, more than message.max.bytes=", *max),
+                    "");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+OutputRecordBounds WorstCaseOutputRecordBytes(const TallyConfig& c) {
+  OutputRecordBounds b;
+  b.rejected = RejectedRecordBytes(c.formats.output, c.limits.max_rejected_original_bytes);
+  b.unattributed = kUnattributedValueBytes + kMaxAttributionKeyBytes + kRecordFramingBytes;
+  return b;
+}
+
+absl::StatusOr<uint64_t> ProducerMessageMaxBytes(const TallyConfig& c) {
+  for (const char* root : {"producer", "kafka"}) {
+    const auto& props = PassThroughMap(root, c);
+    auto it = props.find("message.max.bytes");
+    if (it == props.end()) continue;
+    absl::StatusOr<int64_t> n = ci::ParseInteger(it->second);
+    if (!n.ok() || *n <= 0) {
+      return KeyError(absl::StrCat(root, ".message.max.bytes"),
+                      absl::StrCat("expected a positive integer, got ", Quote(it->second)), "");
+    }
+    return static_cast<uint64_t>(*n);
+  }
+  return kDefaultMessageMaxBytes;
+}
 
 absl::Status ValidateConfig(const TallyConfig& c) {
   if (auto it = c.kafka.common.find("bootstrap.servers");
@@ -569,6 +682,9 @@ absl::Status ValidateConfig(const TallyConfig& c) {
   RETURN_IF_ERROR(ValidateTopics(c.topics));
   RETURN_IF_ERROR(
       CheckSizeRange("limits.max_payload_bytes", c.limits.max_payload_bytes, 1, 64ull << 20));
+  RETURN_IF_ERROR(CheckSizeRange("limits.max_rejected_original_bytes",
+                                 c.limits.max_rejected_original_bytes, 0, 64ull << 20));
+  RETURN_IF_ERROR(CheckOutputRecordSizes(c));
   if (c.limits.min_event_time_ms >= c.limits.max_event_time_ms) {
     return KeyError("limits.min_event_time",
                     absl::StrCat("must be before limits.max_event_time (",

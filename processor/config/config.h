@@ -64,9 +64,14 @@ struct FormatOptions {
   PayloadFormat output = PayloadFormat::kJson;  // commissions, rejected, unattributed
 };
 
-// Field names match tally::DecodeLimits.
+// Field names match tally::DecodeLimits (and, for the rejected record,
+// tally::RejectedLimits in processor/model/rejected_limits.h).
 struct LimitOptions {
   uint64_t max_payload_bytes = 64 * 1024;
+  // A rejected message keeps at most this many bytes of its value (the rest
+  // is described by size and SHA-256). The default equals the default
+  // max_payload_bytes: every message refused for its content is kept whole.
+  uint64_t max_rejected_original_bytes = uint64_t{64} << 10;
   int64_t min_event_time_ms = 946'684'800'000;    // 2000-01-01T00:00:00Z
   int64_t max_event_time_ms = 4'102'444'800'000;  // 2100-01-01T00:00:00Z
 };
@@ -163,6 +168,27 @@ absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources);
 // Range and consistency checks (also for configs built in code, e.g. tests).
 // Returns the first problem found.
 absl::Status ValidateConfig(const TallyConfig& config);
+
+// The largest record (value + key + Kafka record framing) each output topic
+// can receive under `config`, for the start-up check against the producer's
+// message.max.bytes. Upper bounds, not exact sizes: tests/codec encodes
+// worst-case records and checks that they stay within them.
+//  - rejected: fixed members + longest topic name + detail (JSON escapes up
+//    to 6 bytes per byte) + key and value prefixes (base64 in JSON) + the
+//    Kafka key;
+//  - unattributed: a re-encoded conversion, whose every field is bounded by
+//    the input contract (schemas/README.md), so its size does not depend on
+//    limits.max_payload_bytes, + the attribution key.
+struct OutputRecordBounds {
+  uint64_t rejected = 0;
+  uint64_t unattributed = 0;
+};
+OutputRecordBounds WorstCaseOutputRecordBytes(const TallyConfig& config);
+
+// librdkafka's message.max.bytes for the producer: producer.* wins over
+// kafka.*; librdkafka's default 1000000 when neither sets it. An error names
+// the key whose value is not an integer.
+absl::StatusOr<uint64_t> ProducerMessageMaxBytes(const TallyConfig& config);
 
 // One "key = value" line per key, in a fixed order, values in a syntax that
 // LoadConfig accepts back. Values whose key contains password, secret, token,

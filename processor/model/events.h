@@ -102,16 +102,27 @@ struct Commission {
   friend bool operator==(const Commission&, const Commission&) = default;
 };
 
-// An input message that Tally refused, with the bytes exactly as consumed.
+// An input message that Tally refused, with the bytes as consumed: whole,
+// or (when `*_truncated`) a prefix, so that the record always fits the
+// output topic. Built by BuildRejectedEvent (processor/model/rejected_builder.h).
+// The size and SHA-256 always describe the whole original key / value; a
+// record decoded from an older producer has size 0, empty hash and
+// truncated false (its bytes are whole).
 struct RejectedEvent {
   RejectReason reason = RejectReason::kMalformedPayload;
-  std::string detail;  // human-readable, names the field
+  std::string detail;  // human-readable, names the field; bounded
   std::string source_topic;
   int32_t source_partition = -1;
   int64_t source_offset = -1;
-  std::string original_key;        // raw bytes
-  std::string original_value;      // raw bytes
-  TimestampMs rejected_at_ms = 0;  // wall clock of the processor
+  std::string original_key;         // raw bytes, or a prefix when original_key_truncated
+  std::string original_value;       // raw bytes, or a prefix when original_value_truncated
+  TimestampMs rejected_at_ms = 0;   // wall clock of the processor
+  int64_t original_key_size = 0;    // bytes of the whole original key
+  std::string original_key_sha256;  // lowercase hex of the whole key ("" if unknown)
+  bool original_key_truncated = false;
+  int64_t original_value_size = 0;    // bytes of the whole original value
+  std::string original_value_sha256;  // lowercase hex of the whole value ("" if unknown)
+  bool original_value_truncated = false;
 
   friend bool operator==(const RejectedEvent&, const RejectedEvent&) = default;
 };

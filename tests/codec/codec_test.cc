@@ -198,7 +198,16 @@ TEST(JsonEncodeTest, ConversionAndOutputShapes) {
             "{\"reason\":\"missing_field\",\"detail\":\"missing required field 'ip'\","
             "\"source_topic\":\"clicks\",\"source_partition\":2,\"source_offset\":41,"
             "\"original_key_b64\":\"azE=\",\"original_value_b64\":\"eyJhIn0=\","
-            "\"rejected_at\":5}");
+            "\"rejected_at\":5,\"original_key_size\":0,\"original_key_sha256\":\"\","
+            "\"original_key_truncated\":false,\"original_value_size\":0,"
+            "\"original_value_sha256\":\"\",\"original_value_truncated\":false}");
+  r.original_value_size = 900'000;
+  r.original_value_sha256 = std::string(64, 'f');
+  r.original_value_truncated = true;
+  encoder.Encode(r, &out);
+  EXPECT_THAT(out,
+              ::testing::EndsWith("\"original_value_size\":900000,\"original_value_sha256\":\"" +
+                                  std::string(64, 'f') + "\",\"original_value_truncated\":true}"));
   UnattributedConversion u;
   u.conversion = c;
   u.reason = UnattributedReason::kOutsideWindow;
@@ -227,6 +236,23 @@ TEST(OutputDecodeTest, JsonRejectsBadNamesAndTypes) {
       ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"source_partition\":\"1\"}", &r)),
       "wrong_type");
   EXPECT_EQ(ReasonOf(decoder.Decode("{\"detail\":\"x\"}", &r)), "missing_field");
+  EXPECT_EQ(ReasonOf(decoder.Decode(
+                "{\"reason\":\"missing_field\",\"original_value_sha256\":\"ABC\"}", &r)),
+            "invalid_value");
+  EXPECT_EQ(
+      ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_value_size\":-1}", &r)),
+      "invalid_value");
+  EXPECT_EQ(
+      ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_key_truncated\":1}", &r)),
+      "wrong_type");
+  // A record from before the size/hash/truncated members: whole bytes.
+  ASSERT_EQ(ReasonOf(decoder.Decode("{\"reason\":\"missing_field\",\"original_value_b64\":"
+                                    "\"YWJj\"}",
+                                    &r)),
+            "ok");
+  EXPECT_EQ(r.original_value, "abc");
+  EXPECT_EQ(r.original_value_size, 0);
+  EXPECT_FALSE(r.original_value_truncated);
   EXPECT_EQ(ReasonOf(decoder.Decode("[]", &r)), "malformed_payload");
   Commission c;
   EXPECT_EQ(ReasonOf(decoder.Decode("{\"status\":\"approved\",\"model\":\"best\"}", &c)),
@@ -403,6 +429,12 @@ TEST_F(ProtocCompatTest, Rejected) {
     EXPECT_EQ(pb.original_key(), r.original_key);
     EXPECT_EQ(pb.original_value(), r.original_value);
     EXPECT_EQ(pb.rejected_at(), r.rejected_at_ms);
+    EXPECT_EQ(pb.original_key_size(), r.original_key_size);
+    EXPECT_EQ(pb.original_key_sha256(), r.original_key_sha256);
+    EXPECT_EQ(pb.original_key_truncated(), r.original_key_truncated);
+    EXPECT_EQ(pb.original_value_size(), r.original_value_size);
+    EXPECT_EQ(pb.original_value_sha256(), r.original_value_sha256);
+    EXPECT_EQ(pb.original_value_truncated(), r.original_value_truncated);
     EXPECT_EQ(pb.SerializeAsString(), bytes_);
     RejectedEvent decoded;
     ASSERT_EQ(ReasonOf(decoder_.Decode(pb.SerializeAsString(), &decoded)), "ok");

@@ -94,6 +94,12 @@ inline RejectedEvent FullRejected() {
   for (int i = 0; i < 256; ++i) r.original_value.push_back(static_cast<char>(i));
   r.original_key = std::string("k\0\xff", 3);
   r.rejected_at_ms = 1'767'225'999'000;
+  r.original_key_size = 3;
+  r.original_key_sha256 = std::string(64, 'a');
+  r.original_key_truncated = false;
+  r.original_value_size = 900'000;
+  r.original_value_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  r.original_value_truncated = true;
   return r;
 }
 

@@ -103,6 +103,7 @@ formats:
   output: protobuf
 limits:
   max_payload_bytes: 1MiB
+  max_rejected_original_bytes: 100KiB
   min_event_time: 2010-01-01T00:00:00Z
   max_event_time: 1893456000000
 processing:
@@ -154,6 +155,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->topics.unattributed, "c5");
   EXPECT_EQ(c->formats.conversions, PayloadFormat::kProtobuf);
   EXPECT_EQ(c->limits.max_payload_bytes, 1u << 20);
+  EXPECT_EQ(c->limits.max_rejected_original_bytes, 100u << 10);
   EXPECT_EQ(c->limits.min_event_time_ms, 1'262'304'000'000);
   EXPECT_EQ(c->limits.max_event_time_ms, 1'893'456'000'000);
   EXPECT_EQ(c->processing.batch_max_messages, 500);
@@ -318,6 +320,77 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
     sources.overrides.push_back(set);
     EXPECT_THAT(ErrorOf(sources), HasSubstr("config: " + expected)) << set;
   }
+}
+
+// Regression (issue 6): a rejected record larger than the producer's
+// message.max.bytes failed on every restart. Start-up must refuse such a
+// configuration and name the keys.
+TEST_F(ConfigTest, RejectedRecordMustFitMessageMaxBytes) {
+  ConfigSources sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=1MiB");
+  const std::string error = ErrorOf(sources);
+  EXPECT_THAT(error, HasSubstr("config: limits.max_rejected_original_bytes: a rejected record can "
+                               "be "));
+  EXPECT_THAT(error, HasSubstr("producer.message.max.bytes (librdkafka default)=1000000"));
+
+  // The hint is exact: its value fits, one byte more does not.
+  const std::vector<std::string> parts = absl::StrSplit(error, "to at most ");
+  ASSERT_EQ(parts.size(), 2u) << error;
+  const std::string fits = parts[1].substr(0, parts[1].find(' '));
+  EXPECT_GT(std::stoull(fits), 700'000u) << "base64 growth only, not more";
+  sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=" + fits);
+  EXPECT_TRUE(LoadConfig(sources).ok()) << fits;
+  sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=" +
+                              std::to_string(std::stoull(fits) + 1));
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("limits.max_rejected_original_bytes"));
+
+  // Raising message.max.bytes makes room; producer.* wins over kafka.*.
+  sources = Minimal();
+  sources.overrides.insert(sources.overrides.end(), {"limits.max_rejected_original_bytes=1MiB",
+                                                     "kafka.message.max.bytes=1000000",
+                                                     "producer.message.max.bytes=2000000"});
+  EXPECT_TRUE(LoadConfig(sources).ok());
+  sources = Minimal();
+  sources.overrides.push_back("kafka.message.max.bytes=90000");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("more than kafka.message.max.bytes=90000"));
+  sources.overrides.push_back("kafka.message.max.bytes=5000");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("even without the original value a rejected record "
+                                          "can be 9937 bytes: raise message.max.bytes"));
+
+  // protobuf has no base64 growth: 900KiB fits 1000000 there, not in JSON.
+  sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=900KiB");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("a rejected record can be"));
+  sources.overrides.push_back("formats.output=protobuf");
+  EXPECT_TRUE(LoadConfig(sources).ok());
+
+  sources = Minimal();
+  sources.overrides.push_back("producer.message.max.bytes=1MB");
+  EXPECT_THAT(ErrorOf(sources),
+              HasSubstr("config: producer.message.max.bytes: expected a positive integer, got "
+                        "'1MB'"));
+  sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=65MiB");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("limits.max_rejected_original_bytes: must be between"));
+  sources = Minimal();
+  sources.overrides.push_back("limits.max_rejected_original_bytes=0");
+  EXPECT_TRUE(LoadConfig(sources).ok()) << "size and hash only";
+}
+
+TEST_F(ConfigTest, WorstCaseOutputRecordBytes) {
+  TallyConfig c;
+  c.limits.max_rejected_original_bytes = 3000;
+  const OutputRecordBounds json = WorstCaseOutputRecordBytes(c);
+  c.formats.output = PayloadFormat::kProtobuf;
+  const OutputRecordBounds protobuf = WorstCaseOutputRecordBytes(c);
+  EXPECT_EQ(json.rejected - protobuf.rejected, (4000 - 3000) + (1368 - 1024) + 5 * 1024)
+      << "base64 of value and key, JSON escapes of the detail";
+  c.limits.max_rejected_original_bytes = 3003;
+  EXPECT_EQ(WorstCaseOutputRecordBytes(c).rejected, protobuf.rejected + 3);
+  EXPECT_LT(json.unattributed, 4096u);
+  EXPECT_EQ(*ProducerMessageMaxBytes(c), 1'000'000u);
 }
 
 TEST_F(ConfigTest, DurationAndSizeSyntaxes) {

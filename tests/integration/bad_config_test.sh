@@ -41,5 +41,27 @@ expect_error "fraud.ip_blocklist_file" "${base[@]}" --set fraud.ip_blocklist_fil
 bad_list="$state/blocklist.txt"
 printf '10.0.0.0/33\n' >"$bad_list"
 expect_error "$bad_list:1" "${base[@]}" --set "fraud.ip_blocklist_file=$bad_list"
+# Output records must fit the producer's message.max.bytes (issue 6): exit
+# code 2, and the message names both keys.
+expect_config_error() {  # expect_config_error NEEDLE... -- ARGS...
+  local needles=()
+  while [ "$1" != "--" ]; do needles+=("$1"); shift; done
+  shift
+  local out rc needle
+  out=$("$BIN_DIR/tally" "$@" 2>&1 >/dev/null)
+  rc=$?
+  for needle in "${needles[@]}"; do
+    if [ $rc -ne 2 ] || ! grep -qF -- "$needle" <<<"$out"; then
+      echo "FAIL: tally $* -> rc=$rc, wanted exit code 2 and '$needle', got: $out" >&2
+      fail=1
+    fi
+  done
+}
+expect_config_error "limits.max_rejected_original_bytes" "producer.message.max.bytes" -- \
+    "${base[@]}" --set limits.max_rejected_original_bytes=1MiB
+expect_config_error "limits.max_rejected_original_bytes" "kafka.message.max.bytes=50000" -- \
+    "${base[@]}" --set kafka.message.max.bytes=50000
+expect_config_error "producer.message.max.bytes" -- \
+    "${base[@]}" --set producer.message.max.bytes=lots
 [ $fail -eq 0 ] && echo PASS
 exit $fail

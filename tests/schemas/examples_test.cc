@@ -246,6 +246,12 @@ RejectedEvent FullRejected() {
   r.original_key = "c-1";
   r.original_value = std::string("{\"ts\":\"1\"}\xff\x00", 12);
   r.rejected_at_ms = 1'767'225'606'120;
+  r.original_key_size = 3;
+  r.original_key_sha256 = "6260cd1bca682c8e6d53f7bd48085059c4f9bbab010abf0200ccfae2567a6dda";
+  r.original_key_truncated = true;
+  r.original_value_size = 12;
+  r.original_value_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+  r.original_value_truncated = true;
   return r;
 }
 

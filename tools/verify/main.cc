@@ -9,7 +9,9 @@
 //    oracle's, and the statuses of each commission_id come in the expected
 //    order (one id is one key, so one partition);
 //  - `rejected`: exactly the expected (source topic, partition, offset,
-//    reason) set, each once, with the original key and value bytes;
+//    reason) set, each once, with the original key and value bytes (or, when
+//    marked truncated, a prefix of them with the size and SHA-256 of the
+//    whole; rejected_check.h);
 //  - `unattributed`: exactly the expected conversions with their reasons;
 //  - flood groups: exactly max(0, n - limit) clicks of each (ip, window)
 //    group are rejected as ip_click_flood (which ones is the processor's
@@ -45,6 +47,7 @@
 #include "processor/offers/offers.h"
 #include "simdjson.h"
 #include "tools/verify/oracle.h"
+#include "tools/verify/rejected_check.h"
 #include "tools/verify/truth.h"
 
 ABSL_FLAG(std::string, bootstrap_servers, "", "Kafka bootstrap servers");
@@ -439,10 +442,9 @@ int Run() {
                                             "), expected ", Name(it->second)));
     }
     if (auto m = raw.find(r.source); m != raw.end()) {
-      if (m->second->value != r.event.original_value || m->second->key != r.event.original_key) {
-        report.Error("rejected", absl::StrCat(where,
-                                              ": the original key/value on `rejected` "
-                                              "differ from the input message's bytes"));
+      if (std::string problem = CheckRejectedOriginal(r.event, m->second->key, m->second->value);
+          !problem.empty()) {
+        report.Error("rejected", absl::StrCat(where, ": on `rejected`, ", problem));
       }
     }
   }
@@ -569,8 +571,12 @@ int Run() {
             << " mismatches (" << order_errors << " in status order)\n";
   std::cout << "tally-verify: rejected expected " << expected.rejected.size() << ","
             << reasons(expected_by_reason) << "\n";
+  const auto truncated = std::count_if(rejections.begin(), rejections.end(), [](const auto& r) {
+    return r.event.original_value_truncated || r.event.original_key_truncated;
+  });
   std::cout << "tally-verify: rejected on the topic " << rejections.size() << ","
-            << reasons(observed_by_reason) << "; " << errors_in("rejected") << " mismatches\n";
+            << reasons(observed_by_reason) << "; " << truncated << " truncated; "
+            << errors_in("rejected") << " mismatches\n";
   std::cout << "tally-verify: unattributed expected " << expected.unattributed.size()
             << ", on the topic " << unattributed.size() << ", " << errors_in("unattributed")
             << " mismatches\n";

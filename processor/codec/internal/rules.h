@@ -83,6 +83,11 @@ bool CheckGoal(Verdict* v, FieldName field, std::string_view value);
 bool CheckCountry(Verdict* v, FieldName field, std::string_view value);
 bool CheckMaxBytes(Verdict* v, FieldName field, std::string_view value, size_t max);
 bool CheckTimestamp(Verdict* v, FieldName field, int64_t ms, const DecodeLimits& limits);
+// Rejected output: "" (a record from before the field existed) or 64
+// lowercase hex digits.
+bool CheckSha256Hex(Verdict* v, FieldName field, std::string_view value);
+// Rejected output: a byte count, >= 0.
+bool CheckByteCount(Verdict* v, FieldName field, int64_t count);
 // 0..kMaxAmountMinor.
 bool CheckAmount(Verdict* v, FieldName field, int64_t minor);
 bool ParseIp(Verdict* v, FieldName field, std::string_view text, IpAddress* out);

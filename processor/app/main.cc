@@ -83,6 +83,7 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.state.block_cache_bytes = config.state.block_cache_bytes;
   o.state.write_buffer_bytes = config.state.write_buffer_bytes;
   o.state.max_open_files = config.state.max_open_files;
+  o.state.sync_commits = config.state.sync_commits;
   // A click must outlive every window it can earn in, plus the time a
   // conversion may wait for it.
   o.state.click_retention_ms = offers.max_attribution_window_ms() + grace_ms;

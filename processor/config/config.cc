@@ -183,6 +183,7 @@ const std::vector<KeySpec>& KeySpecs() {
       SizeKey("state.block_cache_bytes", FIELD(state.block_cache_bytes)),
       SizeKey("state.write_buffer_bytes", FIELD(state.write_buffer_bytes)),
       IntegerKey("state.max_open_files", FIELD(state.max_open_files)),
+      BoolKey("state.sync_commits", FIELD(state.sync_commits)),
       IntegerKey("dedup.table_slots", FIELD(dedup.table_slots)),
       DurationKey("dedup.horizon", FIELD(dedup.horizon)),
       StringKey("fraud.bot_user_agents_file", FIELD(fraud.bot_user_agents_file)),

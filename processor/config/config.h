@@ -97,6 +97,9 @@ struct StateOptions {
   // -1: unlimited (RocksDB semantics): every table reader stays open; their
   // index and filter blocks live in the block cache, inside its cap.
   int max_open_files = -1;
+  // fsync each task write before the offset commit that covers it (a
+  // machine crash then never loses state whose offsets are committed).
+  bool sync_commits = true;
 };
 
 struct DedupSettings {                // not DedupOptions: that is the deduplicator's own type

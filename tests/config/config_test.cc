@@ -119,6 +119,7 @@ state:
   block_cache_bytes: 512MiB
   write_buffer_bytes: 1GiB
   max_open_files: 1000
+  sync_commits: false
 dedup:
   table_slots: 1024
   horizon: 40d
@@ -169,6 +170,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->state.block_cache_bytes, 512ull << 20);
   EXPECT_EQ(c->state.write_buffer_bytes, 1ull << 30);
   EXPECT_EQ(c->state.max_open_files, 1000);
+  EXPECT_FALSE(c->state.sync_commits);
   EXPECT_EQ(c->dedup.table_slots, 1024u);
   EXPECT_EQ(c->dedup.horizon, absl::Hours(40 * 24));
   EXPECT_EQ(c->fraud.bot_user_agents_file, "bots.txt");

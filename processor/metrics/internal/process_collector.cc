@@ -1,5 +1,8 @@
 #include "processor/metrics/internal/process_collector.h"
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
 #include <dirent.h>
 #include <unistd.h>
 
@@ -40,7 +43,9 @@ prometheus::MetricFamily Family(const char* name, const char* help, prometheus::
 
 }  // namespace
 
-ProcessCollector::ProcessCollector(std::string proc_dir) : proc_dir_(std::move(proc_dir)) {}
+ProcessCollector::ProcessCollector(std::string proc_dir)
+    : proc_dir_(std::move(proc_dir)),
+      start_time_seconds_(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())) {}
 
 std::optional<double> ProcessCollector::ResidentMemoryBytes() const {
   // statm: "size resident shared text lib data dt", in pages.
@@ -89,6 +94,9 @@ std::optional<double> ProcessCollector::OpenFds() const {
 
 std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
   std::vector<prometheus::MetricFamily> families;
+  families.push_back(Family("process_start_time_seconds",
+                            "Start time of the process since unix epoch in seconds.",
+                            prometheus::MetricType::Gauge, start_time_seconds_));
   if (std::optional<double> v = ResidentMemoryBytes()) {
     families.push_back(Family("tally_process_resident_memory_bytes", "Resident memory size.",
                               prometheus::MetricType::Gauge, *v));

@@ -26,6 +26,9 @@ class ProcessCollector : public prometheus::Collectable {
 
  private:
   const std::string proc_dir_;
+  // When the collector was created (process start, closely enough): the
+  // standard process_start_time_seconds, whose changes count restarts.
+  const double start_time_seconds_;
 };
 
 }  // namespace tally::metrics_internal

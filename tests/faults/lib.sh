@@ -10,6 +10,19 @@ source "$SRC_DIR/tests/integration/lib.sh"
 
 command -v curl >/dev/null || { echo "faults: curl is needed (make setup installs it)" >&2; exit 2; }
 
+# The scenario's own deadline (ctest's TIMEOUT must cover the full sizes):
+# past it the script fails with the logs. A loop of short sleeps, so that
+# nothing outlives the script holding ctest's output pipe.
+FAULTS_DEADLINE=${FAULTS_DEADLINE:-$([ "${FAULTS_FULL:-0}" = 1 ] && echo 1500 || echo 240)}
+trap 'echo "faults: watchdog: the scenario ran past FAULTS_DEADLINE=${FAULTS_DEADLINE}s" >&2; exit 124' USR1
+(
+  for ((i = 0; i < FAULTS_DEADLINE; i++)); do
+    sleep 1
+    kill -0 $$ 2>/dev/null || exit 0
+  done
+  kill -USR1 $$ 2>/dev/null
+) >/dev/null 2>&1 &
+
 T0=$(date +%s.%N)
 elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}'; }
 # note TEXT: a timestamped line on stderr and in the injection log that the
@@ -144,9 +157,12 @@ supervise() {
       echo "$child" >"$WORK/$name.pid"
       rc=0
       # wait returns early (>128) when the TERM trap fires; wait again for
-      # the child's own status.
+      # the child's own status (bash keeps it even once reaped).
       wait "$child" || rc=$?
-      while kill -0 "$child" 2>/dev/null; do wait "$child" || rc=$?; done
+      if [ "$stopping" = 1 ]; then
+        rc=0
+        wait "$child" || rc=$?
+      fi
       if [ "$stopping" = 1 ]; then
         echo "$(elapsed) $rc stop" >>"$WORK/$name.exits.final"
         break
@@ -314,10 +330,16 @@ cleanup() {
   done
   if [ $rc -ne 0 ]; then
     echo "--- scenario failed (rc=$rc); logs from $WORK:" >&2
-    for f in "$WORK"/*.log "$WORK"/verify.err; do
+    for f in "$WORK"/devbroker.log "$WORK"/loadgen.log "$WORK"/verify.err; do
       [ -f "$f" ] || continue
-      echo "=== $f (last 15 lines)" >&2
-      tail -n 15 "$f" >&2
+      echo "=== $f (last 10 lines)" >&2
+      tail -n 10 "$f" >&2
+    done
+    # Processor logs end with the human summary; their warnings say more.
+    for f in "$WORK"/*.[0-9]*.log; do
+      [ -f "$f" ] || continue
+      echo "=== $f (first 5 WARN/ERROR lines)" >&2
+      grep -E ' (WARN|ERROR|FATAL) ' "$f" | head -n 5 | cut -c1-300 >&2 || true
     done
   fi
   if [ "${FAULTS_KEEP:-0}" = 1 ]; then

@@ -8,13 +8,13 @@
 # identical copies (replays, which at-least-once allows) are counted; no
 # run exits by itself.
 # usage: kill9.sh BIN_DIR SRC_DIR [CLICKS] [PARTITIONS] [KILLS] [RATE]
-# Defaults are short (make test); FAULTS_FULL=1: 400k clicks, 16 partitions,
+# Defaults are short (make test); FAULTS_FULL=1: 400k clicks, 32 partitions (the mock keeps about 5 MiB a partition),
 # 12 kills.
 BIN_DIR=$1
 SRC_DIR=$2
 source "$SRC_DIR/tests/faults/lib.sh"
 CLICKS=${3:-$(faults_size 15000 400000)}
-PARTITIONS=${4:-$(faults_size 4 16)}
+PARTITIONS=${4:-$(faults_size 4 32)}
 KILLS=${5:-$(faults_size 3 12)}
 RATE=${6:-$(faults_size 800 3500)}
 RANDOM=${SEED:-11}

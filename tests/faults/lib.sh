@@ -183,6 +183,16 @@ stop_supervisor() {
   kill -TERM "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+# stop_supervisors NAME...: SIGTERM to all at once, then wait for each (a
+# rolling stop would move every partition through every survivor).
+stop_supervisors() {
+  local n pids=()
+  for n in "$@"; do
+    pids+=("$(cat "$WORK/$n.supervisor")")
+    kill -TERM "${pids[-1]}" 2>/dev/null || true
+  done
+  for n in "${pids[@]}"; do wait "$n" 2>/dev/null || true; done
+}
 exits_of() { [ -f "$WORK/$1.exits" ] && wc -l <"$WORK/$1.exits" || echo 0; }
 
 # metrics_port NAME [TIMEOUT]: the current run's metrics port, from its log.

@@ -13,12 +13,12 @@
 # The load has no click floods: flood counters are per instance (README), so
 # a flood spread over instances is counted per instance by design.
 # usage: scale.sh BIN_DIR SRC_DIR [CLICKS] [PARTITIONS] [RATE]
-# FAULTS_FULL=1: 400k clicks, 16 partitions.
+# FAULTS_FULL=1: 400k clicks, 32 partitions (the mock keeps about 5 MiB a partition).
 BIN_DIR=$1
 SRC_DIR=$2
 source "$SRC_DIR/tests/faults/lib.sh"
 CLICKS=${3:-$(faults_size 20000 400000)}
-PARTITIONS=${4:-$(faults_size 8 16)}
+PARTITIONS=${4:-$(faults_size 8 32)}
 RATE=${5:-$(faults_size 500 2500)}
 
 start_devbroker_ctl "$PARTITIONS"
@@ -47,7 +47,7 @@ if wait_drained 6 180 p1 p2 p3; then
 else
   note "not drained within 180 s"
 fi
-for n in p1 p2 p3; do stop_supervisor "$n"; done
+stop_supervisors p1 p2 p3
 exits=0
 for n in p1 p2 p3 p4; do exits=$((exits + $(exits_of "$n"))); done
 stop_rcs=$(cat "$WORK"/p[1-4].exits.final 2>/dev/null | awk '{printf "%s ", $2}')

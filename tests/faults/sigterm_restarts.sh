@@ -7,12 +7,12 @@
 # tally-verify finds no mismatch and no copy (a clean stop never replays:
 # --max-copies=0), with the runs' summaries adding up to the input exactly.
 # usage: sigterm_restarts.sh BIN_DIR SRC_DIR [CLICKS] [PARTITIONS] [RESTARTS] [RATE]
-# FAULTS_FULL=1: 400k clicks, 16 partitions.
+# FAULTS_FULL=1: 400k clicks, 32 partitions (the mock keeps about 5 MiB a partition).
 BIN_DIR=$1
 SRC_DIR=$2
 source "$SRC_DIR/tests/faults/lib.sh"
 CLICKS=${3:-$(faults_size 15000 400000)}
-PARTITIONS=${4:-$(faults_size 4 16)}
+PARTITIONS=${4:-$(faults_size 4 32)}
 RESTARTS=${5:-5}
 RATE=${6:-$(faults_size 450 5000)}
 RANDOM=${SEED:-12}

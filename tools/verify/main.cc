@@ -778,12 +778,12 @@ int Run() {
     std::cout << "tally-verify: EXACT MATCH\n";
   } else if (failing == 0 && !too_many_copies) {
     verdict = report.errors == 0 ? "COPIES_ONLY" : "GAP_MISMATCHES_ONLY";
-    std::cout << "tally-verify: MATCH up to " << copies_found << " identical copies"
-              << (report.errors == 0
-                      ? std::string()
-                      : absl::StrCat(" and ", report.errors,
-                                     " mismatches, all on tasks with a logged state gap"))
-              << "\n";
+    std::cout << "tally-verify: MATCH up to " << copies_found << " identical copies";
+    if (report.errors > 0) {
+      std::cout << "; " << report.errors
+                << " mismatches, all on tasks with a logged state gap (--allow-gap-mismatches)";
+    }
+    std::cout << "\n";
   } else {
     verdict = "FAIL";
     if (failing > 0) std::cout << "tally-verify: " << failing << " mismatches\n";

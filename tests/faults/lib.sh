@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the fault scenarios (tests/faults/*.sh): the real
 # binaries over tally-devbroker, with the devbroker's control channel, several
 # named tally instances (each its own state dir and instance_id, all from the
@@ -254,7 +255,7 @@ scrape() {
 wait_drained() {
   local quiet=$1 limit=$2
   shift 2
-  local last="" same=0 now total n
+  local last="" same=0 total n
   local end=$(($(date +%s) + limit))
   while [ "$(date +%s)" -lt "$end" ]; do
     total=""

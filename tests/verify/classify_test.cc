@@ -10,16 +10,15 @@ namespace tally::verify {
 namespace {
 
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Optional;
-using ::testing::HasSubstr;
 
 // Guards against counting a replay (kill -9, at-least-once) as a defect.
 TEST(ClassifyMultisetTest, IdenticalExtraRecordsAreCopiesNotMismatches) {
-  const MultisetClassification c =
-      ClassifyMultiset({"c1 pending", "c1 approved", "c2 pending"},
-                       {"c1 pending", "c1 approved", "c1 pending", "c1 approved", "c2 pending",
-                        "c2 pending"});
+  const MultisetClassification c = ClassifyMultiset(
+      {"c1 pending", "c1 approved", "c2 pending"},
+      {"c1 pending", "c1 approved", "c1 pending", "c1 approved", "c2 pending", "c2 pending"});
   EXPECT_THAT(c.missing, IsEmpty());
   EXPECT_THAT(c.unexpected, IsEmpty());
   EXPECT_EQ(c.copies, 3u);
@@ -98,8 +97,8 @@ TEST(ParseStateGapLineTest, ParsesTheProcessorsLine) {
 }
 
 TEST(ParseStateGapLineTest, NoLocalState) {
-  auto gap =
-      ParseStateGapLine("state gap: partition=0 topic=conversions resumes_at=7 local_state_ends_at=none");
+  auto gap = ParseStateGapLine(
+      "state gap: partition=0 topic=conversions resumes_at=7 local_state_ends_at=none");
   ASSERT_TRUE(gap.has_value());
   EXPECT_EQ(gap->local_state_ends_at, std::nullopt);
 }

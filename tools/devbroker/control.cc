@@ -25,9 +25,9 @@ namespace {
 // Kafka protocol request types by name (the numbers are the protocol's).
 bool ParseApiKey(absl::string_view text, int16_t* key) {
   static const std::map<std::string, int16_t, std::less<>> kNames = {
-      {"produce", 0},       {"fetch", 1},          {"listoffsets", 2},      {"metadata", 3},
-      {"offsetcommit", 8},  {"offsetfetch", 9},    {"findcoordinator", 10}, {"joingroup", 11},
-      {"heartbeat", 12},    {"leavegroup", 13},    {"syncgroup", 14},       {"apiversions", 18},
+      {"produce", 0},        {"fetch", 1},       {"listoffsets", 2},      {"metadata", 3},
+      {"offsetcommit", 8},   {"offsetfetch", 9}, {"findcoordinator", 10}, {"joingroup", 11},
+      {"heartbeat", 12},     {"leavegroup", 13}, {"syncgroup", 14},       {"apiversions", 18},
       {"initproducerid", 22}};
   int value = 0;
   if (absl::SimpleAtoi(text, &value)) {

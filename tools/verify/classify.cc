@@ -55,9 +55,10 @@ std::optional<std::string> CheckStatusOrder(const std::vector<std::string>& expe
                         "\n  expected:", list(expected));
   }
   if (observed.back() != expected.back()) {
-    return absl::StrCat("the last record (what an upserting consumer keeps) is not the expected "
-                        "last one; on the topic:",
-                        list(observed), "\n  expected:", list(expected));
+    return absl::StrCat(
+        "the last record (what an upserting consumer keeps) is not the expected "
+        "last one; on the topic:",
+        list(observed), "\n  expected:", list(expected));
   }
   return std::nullopt;
 }
@@ -70,7 +71,8 @@ std::optional<StateGap> ParseStateGapLine(std::string_view line_in) {
   StateGap gap;
   bool have_partition = false, have_topic = false, have_resume = false, have_end = false;
   for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipWhitespace())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(field, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(field, absl::MaxSplits('=', 1));
     if (kv.first == "partition") {
       have_partition = absl::SimpleAtoi(kv.second, &gap.partition);
     } else if (kv.first == "topic") {

@@ -45,8 +45,8 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -134,10 +134,10 @@ struct Report {
     if (shown < absl::GetFlag(FLAGS_max_errors_shown)) {
       ++shown;
       std::cerr << "MISMATCH [" << category << "]"
-                << (partition < 0 ? std::string()
-                                  : absl::StrCat(" [task ", partition,
-                                                 gapped ? ", state gap logged" : ", no state gap",
-                                                 "]"))
+                << (partition < 0
+                        ? std::string()
+                        : absl::StrCat(" [task ", partition,
+                                       gapped ? ", state gap logged" : ", no state gap", "]"))
                 << ": " << what << "\n";
     }
   }
@@ -526,12 +526,12 @@ int Run() {
       if (same_rejection(first->second->event, r.event)) {
         report.Copy(rejected_topic, absl::StrCat(where, " rejected as ", reason));
       } else {
-        report.Error("rejected",
-                     absl::StrCat(where, " is on `rejected` twice, differently: as ",
-                                  Name(first->second->event.reason), " (",
-                                  first->second->event.detail, ") and as ", reason, " (",
-                                  r.event.detail, ")"),
-                     task);
+        report.Error(
+            "rejected",
+            absl::StrCat(where, " is on `rejected` twice, differently: as ",
+                         Name(first->second->event.reason), " (", first->second->event.detail,
+                         ") and as ", reason, " (", r.event.detail, ")"),
+            task);
       }
       continue;
     }
@@ -679,8 +679,9 @@ int Run() {
                                 " clicks + ", conversions_in, " conversions (input ",
                                 expected.stats.clicks, " + ", expected.stats.conversions, ")");
     if (copies_found > 0) {
-      absl::StrAppend(&summary_line, "; copies found, so replays may have consumed messages "
-                                     "twice: counts not compared");
+      absl::StrAppend(&summary_line,
+                      "; copies found, so replays may have consumed messages "
+                      "twice: counts not compared");
     }
     if (readable && copies_found == 0) {
       if (clicks_in != expected.stats.clicks || conversions_in != expected.stats.conversions) {
@@ -757,9 +758,9 @@ int Run() {
   if (!absl::GetFlag(FLAGS_processor_log).empty()) {
     std::string parts;
     for (int32_t p : report.gapped_partitions) absl::StrAppend(&parts, parts.empty() ? "" : ",", p);
-    std::cout << "tally-verify: state gaps logged " << gaps->size() << " on tasks ["
-              << parts << "]; mismatches on gapped tasks " << report.gapped_errors
-              << ", elsewhere " << report.errors - report.gapped_errors << "\n";
+    std::cout << "tally-verify: state gaps logged " << gaps->size() << " on tasks [" << parts
+              << "]; mismatches on gapped tasks " << report.gapped_errors << ", elsewhere "
+              << report.errors - report.gapped_errors << "\n";
     std::string by_task;
     for (const auto& [p, n] : report.errors_by_partition) {
       absl::StrAppend(&by_task, " ", p, report.gapped_partitions.contains(p) ? "(gap)" : "", "=",
@@ -788,8 +789,8 @@ int Run() {
     verdict = "FAIL";
     if (failing > 0) std::cout << "tally-verify: " << failing << " mismatches\n";
     if (too_many_copies) {
-      std::cout << "tally-verify: " << copies_found << " identical copies, more than --max-copies="
-                << max_copies << "\n";
+      std::cout << "tally-verify: " << copies_found
+                << " identical copies, more than --max-copies=" << max_copies << "\n";
     }
   }
   std::cout << "tally-verify: RESULT mismatches=" << report.errors
@@ -823,8 +824,7 @@ int main(int argc, char** argv) {
   }
   // --processor-summary and --processor-log are repeatable (absl keeps only
   // the last occurrence of a flag): gather them into one comma list each.
-  std::map<std::string, std::string> repeated{{"--processor_summary", ""},
-                                              {"--processor_log", ""}};
+  std::map<std::string, std::string> repeated{{"--processor_summary", ""}, {"--processor_log", ""}};
   std::vector<std::string> kept;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];

@@ -39,6 +39,8 @@ note "p4 joins"
 up=$(wait_up p4 60) || true
 note "p4 up after $up"
 sleep "$third"
+gaps_counted=$(scrape p4 tally_state_gaps_total)
+gaps_counted=${gaps_counted:-0}
 stop_supervisor p4
 note "p4 leaves (SIGTERM): exit $(awk '{print $2}' "$WORK/p4.exits.final" 2>/dev/null || echo '?')"
 wait_load
@@ -47,6 +49,12 @@ if wait_drained 6 180 p1 p2 p3; then
 else
   note "not drained within 180 s"
 fi
+# tally_state_gaps_total of the live instances (a restarted instance starts
+# again from 0, so this can be below the number of logged lines).
+for n in p1 p2 p3; do
+  c=$(scrape "$n" tally_state_gaps_total)
+  gaps_counted=$((gaps_counted + ${c:-0}))
+done
 stop_supervisors p1 p2 p3
 exits=0
 for n in p1 p2 p3 p4; do exits=$((exits + $(exits_of "$n"))); done
@@ -59,7 +67,8 @@ verify_faults --max-copies 0 --allow-gap-mismatches "${SUMMARY_FLAGS[@]}" || rc=
 print_summary "scale: 3 instances + a 4th joining and leaving; $CLICKS clicks, $PARTITIONS partitions at ${RATE} msg/s" \
     "instance exits restarted by the supervisors: $exits ${restart_log:+(elapsed rc: $restart_log)}" \
     "exit codes after the final SIGTERM: $stop_rcs" \
-    "state gaps logged per instance: $(for f in "$WORK"/p*.[0-9]*.log; do printf '%s=%s ' "$(basename "$f" .log)" "$(grep -c 'state gap: ' "$f" || true)"; done)" \
+    "tally_state_gaps_total (p4 before it left + p1-p3 at the end): $gaps_counted" \
+    "state gaps logged per instance run: $(for f in "$WORK"/p*.[0-9]*.log; do printf '%s=%s ' "$(basename "$f" .log)" "$(grep -c 'state gap: ' "$f" || true)"; done)" \
     "$(grep '^tally-verify: processor' "$WORK/verify.txt" || true)"
 fail=0
 if [ "$exits" != 0 ]; then

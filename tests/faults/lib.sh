@@ -283,6 +283,7 @@ verify_faults() {
       --offers-file "$SRC_DIR/deploy/config/offers.yaml" \
       --bot-user-agents-file "$SRC_DIR/deploy/config/bot_user_agents.txt" \
       --ip-blocklist-file "$SRC_DIR/deploy/config/ip_blocklist.txt" \
+      --timeout-seconds "$(faults_size 180 900)" \
       "${logs[@]}" "$@" >"$WORK/verify.txt" 2>"$WORK/verify.err" || rc=$?
   grep -c '^MISMATCH' "$WORK/verify.err" >/dev/null 2>&1 && head -n 10 "$WORK/verify.err" >&2
   cat "$WORK/verify.txt"

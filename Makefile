@@ -15,16 +15,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Everything comes from Debian's archive; nothing is downloaded elsewhere.
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
-<<<<<<< HEAD
   libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcivetweb-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev kcat \
-=======
-  libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev \
-  libgtest-dev libgmock-dev libbenchmark-dev kcat libssl-dev \
->>>>>>> h-rejected
+  libgtest-dev libgmock-dev libbenchmark-dev kcat libssl-dev curl \
   clang clang-format clang-tidy libclang-rt-14-dev prometheus
 
-.PHONY: setup configure build test unit integration run bench lint format fuzz fuzz-smoke \
+.PHONY: setup configure build test unit integration faults run bench lint format fuzz fuzz-smoke \
         asan tsan clean
 
 setup:
@@ -60,6 +55,11 @@ unit: build
 
 integration: build
 	cd $(BUILD) && ctest --output-on-failure -L integration
+
+# Fault scenarios at full size (tests/faults: kill -9, SIGTERM restarts,
+# scaling, broker trouble, readiness); `make test` runs their short sizes.
+faults: build
+	cd $(BUILD) && FAULTS_FULL=1 ctest --output-on-failure -L faults
 
 run: build
 	BUILD=$(BUILD) tools/run.sh

@@ -8,8 +8,14 @@
 //  2. then exactly one line "bootstrap.servers=<host:port,...>" on stdout,
 //     and, with --bootstrap-file, the bare list written to that file
 //     atomically (temp file + rename), so waiting for the file is enough;
-//  3. it runs until SIGTERM/SIGINT, destroys the cluster, removes the
-//     bootstrap file and exits 0. Exit 2 means bad flags or start-up failure.
+//  3. with --control-port-file, the control channel (control.h) listens on
+//     127.0.0.1 and its port is written to that file (atomically) BEFORE the
+//     bootstrap file, so a script that waited for the bootstrap file can
+//     send commands at once;
+//  4. it runs until SIGTERM/SIGINT, stops the control channel, destroys the
+//     cluster, removes the bootstrap and control-port files and exits 0.
+//     Exit 2 means bad flags or start-up failure. SIGKILL leaves both files
+//     behind: scripts that kill it outright remove them.
 #include <signal.h>
 #include <unistd.h>
 
@@ -27,6 +33,7 @@
 #include "absl/strings/str_split.h"
 #include "librdkafka/rdkafka.h"
 #include "librdkafka/rdkafka_mock.h"
+#include "tools/devbroker/control.h"
 
 namespace {
 
@@ -43,7 +50,7 @@ struct MockClusterDeleter {
   }
 };
 
-constexpr char kUsage[] =
+constexpr char kUsageHead[] =
     "usage: tally-devbroker [flags]\n"
     "Runs librdkafka's mock Kafka cluster on 127.0.0.1 until SIGTERM/SIGINT and prints\n"
     "one line 'bootstrap.servers=<list>' on stdout when every topic exists.\n"
@@ -54,8 +61,17 @@ constexpr char kUsage[] =
     "  --topic-partitions t=N,...  per-topic partition counts (creates t if not in --topics)\n"
     "  --replication N          replication factor, at most --brokers (default 1)\n"
     "  --bootstrap-file PATH    also write the list to PATH (temp file + rename)\n"
+    "  --control-port-file PATH listen for control commands on 127.0.0.1 (kernel-chosen\n"
+    "                           port, written to PATH before the bootstrap file), one command\n"
+    "                           a line, answered 'ok' or 'error: ...'; from bash:\n"
+    "                             exec 3<>/dev/tcp/127.0.0.1/$(cat PATH)\n"
+    "                             echo 'broker-down 1' >&3; read -r answer <&3\n"
+    "                           Broker ids are 1..N. Commands:\n";
+constexpr char kUsageTail[] =
     "The listen ports are chosen by the kernel: librdkafka 2.0.2's mock API has no way\n"
     "to pick them, hence no --port.\n";
+
+std::string Usage() { return absl::StrCat(kUsageHead, tally::devbroker::kControlHelp, kUsageTail); }
 
 struct Options {
   int brokers = 1;
@@ -64,6 +80,7 @@ struct Options {
   std::string topics = "clicks,conversions,commissions,rejected,unattributed";
   std::string topic_partitions;
   std::string bootstrap_file;
+  std::string control_port_file;
 };
 
 // Accepts "--name=value" and "--name value". Returns false with an empty
@@ -103,6 +120,8 @@ bool ParseFlags(int argc, char** argv, Options* options, std::string* error) {
       options->topic_partitions = value;
     } else if (name == "bootstrap-file") {
       options->bootstrap_file = value;
+    } else if (name == "control-port-file") {
+      options->control_port_file = value;
     } else {
       *error = absl::StrCat("unknown flag --", name);
       return false;
@@ -160,10 +179,10 @@ int main(int argc, char** argv) {
   std::string error;
   if (!ParseFlags(argc, argv, &options, &error)) {
     if (error.empty()) {  // --help
-      std::fputs(kUsage, stdout);
+      std::fputs(Usage().c_str(), stdout);
       return 0;
     }
-    std::fprintf(stderr, "%s", kUsage);
+    std::fprintf(stderr, "%s", Usage().c_str());
     return Fail(error);
   }
   const int brokers = options.brokers;
@@ -223,6 +242,18 @@ int main(int argc, char** argv) {
   }
   const std::string bootstrap = rd_kafka_mock_cluster_bootstraps(cluster.get());
 
+  // Declared after `cluster`, so destroyed before it.
+  std::unique_ptr<tally::devbroker::ControlServer> control;
+  if (!options.control_port_file.empty()) {
+    control = std::make_unique<tally::devbroker::ControlServer>(cluster.get());
+    if (!control->Start(&error) ||
+        !WriteFileAtomically(options.control_port_file, absl::StrCat(control->port(), "\n"),
+                             &error)) {
+      return Fail(error);
+    }
+    std::fprintf(stderr, "tally-devbroker: control channel on 127.0.0.1:%d\n", control->port());
+  }
+
   if (!bootstrap_file.empty() && !WriteFileAtomically(bootstrap_file, bootstrap, &error)) {
     return Fail(error);
   }
@@ -247,8 +278,10 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "tally-devbroker: %s received, shutting down\n",
                signal_number == SIGINT ? "SIGINT" : "SIGTERM");
+  control.reset();
   cluster.reset();
   rk.reset();
   if (!bootstrap_file.empty()) std::remove(bootstrap_file.c_str());
+  if (!options.control_port_file.empty()) std::remove(options.control_port_file.c_str());
   return 0;
 }

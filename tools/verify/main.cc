@@ -1,25 +1,44 @@
 // tally-verify: reads Tally's input and output topics, computes with the
 // attribution oracle (oracle.h) what a correct processor must have written,
-// and compares that with what is on the output topics. Exit 0 only on an
-// exact match, 1 on any mismatch, 2 on bad flags or I/O errors.
+// and compares that with what is on the output topics. Exit 0 when nothing
+// is lost, changed or wrongly decided (identical copies, which at-least-once
+// delivery allows, are counted and tolerated up to --max-copies), 1 on any
+// mismatch, 2 on bad flags or I/O errors. Copies vs mismatches and the
+// status-order rule with copies: see classify.h.
 //
 // Checked:
 //  - `commissions`: the multiset of (commission_id, status, payout, click_id,
 //    affiliate_id, conversion_id, credit_ppm, click_count) equals the
-//    oracle's, and the statuses of each commission_id come in the expected
-//    order (one id is one key, so one partition);
+//    oracle's up to identical copies, and the statuses of each commission_id
+//    obey the order rule of classify.h (one id is one key, so one partition);
 //  - `rejected`: exactly the expected (source topic, partition, offset,
-//    reason) set, each once, with the original key and value bytes (or, when
-//    marked truncated, a prefix of them with the size and SHA-256 of the
-//    whole; rejected_check.h);
-//  - `unattributed`: exactly the expected conversions with their reasons;
+//    reason) set, with the original key and value bytes (or, when marked
+//    truncated, a prefix of them with the size and SHA-256 of the whole;
+//    rejected_check.h); a second identical rejection of one message is a
+//    copy, a different one a mismatch;
+//  - `unattributed`: exactly the expected conversions with their reasons, up
+//    to identical copies;
 //  - flood groups: exactly max(0, n - limit) clicks of each (ip, window)
 //    group are rejected as ip_click_flood (which ones is the processor's
 //    choice, fed back into the oracle);
 //  - the ground truth agrees with what is on the input topics (every record
 //    is there, with the decode verdict our decoder gives);
-//  - with --processor-summary: the processor consumed exactly the input, and
-//    its pending count (if it reports one) is the oracle's.
+//  - with --processor-summary (repeatable: one per instance or restart, summed):
+//    when no copies were found, the processors together consumed exactly
+//    the input and passed on exactly its decodable events (clean stops
+//    never replay); with copies, replays may consume messages twice and a
+//    killed run writes no summary, so only the sums are printed. The pending
+//    count is checked only with a single summary (it is a per-instance
+//    figure).
+//  - with --processor-log (repeatable): the processors' stderr; every
+//    `state gap: partition=<p> ...` line marks task p (partition p of both
+//    input topics) as gapped, and every mismatch that can be placed on an
+//    input partition is reported as on a gapped partition or not. With
+//    --allow-gap-mismatches only mismatches elsewhere fail the run.
+//
+// The last stdout line is machine-readable for scripts:
+//   tally-verify: RESULT mismatches=<n> gapped_mismatches=<n> copies=<n>
+//       commissions=<n> state_gaps=<n> verdict=<EXACT_MATCH|COPIES_ONLY|...>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +48,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -46,6 +66,7 @@
 #include "processor/kafka/kafka.h"
 #include "processor/offers/offers.h"
 #include "simdjson.h"
+#include "tools/verify/classify.h"
 #include "tools/verify/oracle.h"
 #include "tools/verify/rejected_check.h"
 #include "tools/verify/truth.h"
@@ -75,7 +96,16 @@ ABSL_FLAG(bool, accept_candidate_prefixes, false,
           "user_id mode: also accept commissions computed from the first k candidate clicks "
           "when that is what is on the topic (a processor that does not wait for its clicks "
           "input); default: expect every click up to the conversion");
-ABSL_FLAG(std::string, processor_summary, "", "Optional: file with the processor's summary JSON");
+ABSL_FLAG(std::vector<std::string>, processor_summary, {},
+          "Optional, repeatable: files with the processors' summary JSON (summed)");
+ABSL_FLAG(std::vector<std::string>, processor_log, {},
+          "Optional, repeatable: processors' stderr logs; their state-gap lines mark tasks");
+ABSL_FLAG(int64_t, max_copies, -1,
+          "Fail when more identical copies than this are on the output topics (-1: unlimited; "
+          "0: any copy fails)");
+ABSL_FLAG(bool, allow_gap_mismatches, false,
+          "Mismatches that lie on a partition with a logged state gap do not fail the run "
+          "(they are still printed and counted)");
 ABSL_FLAG(int, timeout_seconds, 120, "Give up reading topics after this long");
 ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
 
@@ -84,18 +114,47 @@ namespace {
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 
-// Mismatches, counted per category so that the summary says where they are.
+// Mismatches, counted per category so that the summary says where they are,
+// and per whether they lie on a task (input partition) with a logged state
+// gap. Identical copies are counted apart, per output topic.
 struct Report {
   uint64_t errors = 0;
+  uint64_t gapped_errors = 0;  // of `errors`
   int shown = 0;
   std::map<std::string, uint64_t> by_category;
-  void Error(const std::string& category, const std::string& what) {
+  std::set<int32_t> gapped_partitions;
+  std::map<int32_t, uint64_t> errors_by_partition;
+  std::map<std::string, uint64_t> copies;  // output topic -> identical copies
+  int copies_shown = 0;
+  // `partition`: the input partition (task) the mismatch lies on, -1 when it
+  // cannot be placed on one.
+  void Error(const std::string& category, const std::string& what, int32_t partition = -1) {
     ++errors;
     ++by_category[category];
+    const bool gapped = partition >= 0 && gapped_partitions.contains(partition);
+    if (gapped) ++gapped_errors;
+    if (partition >= 0) ++errors_by_partition[partition];
     if (shown < absl::GetFlag(FLAGS_max_errors_shown)) {
       ++shown;
-      std::cerr << "MISMATCH [" << category << "]: " << what << "\n";
+      std::cerr << "MISMATCH [" << category << "]"
+                << (partition < 0
+                        ? std::string()
+                        : absl::StrCat(" [task ", partition,
+                                       gapped ? ", state gap logged" : ", no state gap", "]"))
+                << ": " << what << "\n";
     }
+  }
+  void Copy(const std::string& topic, const std::string& what, uint64_t n = 1) {
+    copies[topic] += n;
+    if (copies_shown < 5) {
+      ++copies_shown;
+      std::cerr << "copy [" << topic << "] x" << n << ": " << what << "\n";
+    }
+  }
+  uint64_t total_copies() const {
+    uint64_t n = 0;
+    for (const auto& [topic, c] : copies) n += c;
+    return n;
   }
 };
 
@@ -196,16 +255,41 @@ std::string UnattributedKey(const Conversion& c, UnattributedReason reason) {
 
 std::string Name(RejectReason reason) { return std::string(RejectReasonName(reason)); }
 
-// Compares two multisets of message descriptions; reports each difference.
-void CompareMultisets(const std::string& category, const std::map<std::string, int64_t>& diff,
-                      Report& report) {
-  for (const auto& [key, delta] : diff) {
-    for (int64_t i = 0; i < std::abs(delta); ++i) {
-      report.Error(category, absl::StrCat(delta > 0 ? "missing (expected, not on the topic): "
-                                                    : "unexpected (on the topic, not expected): ",
-                                          key));
+// Compares expected and observed record descriptions of one output topic:
+// differences are mismatches (placed on a task by `partition_of`), extra
+// identical records are copies.
+void CompareRecords(const std::string& category, const std::string& topic,
+                    const std::vector<std::string>& expected,
+                    const std::vector<std::string>& observed,
+                    const absl::flat_hash_map<std::string, int32_t>& partition_of, Report& report) {
+  const MultisetClassification c = ClassifyMultiset(expected, observed);
+  auto where = [&](const std::string& key) {
+    auto it = partition_of.find(key);
+    return it == partition_of.end() ? -1 : it->second;
+  };
+  for (const std::string& key : c.missing) {
+    report.Error(category, absl::StrCat("missing (expected, not on the topic): ", key), where(key));
+  }
+  for (const std::string& key : c.unexpected) {
+    report.Error(category, absl::StrCat("unexpected (on the topic, not expected): ", key),
+                 where(key));
+  }
+  for (const auto& [key, n] : c.copied) report.Copy(topic, key, n);
+  report.copies[topic] += 0;  // every topic appears in the summary
+}
+
+// Reads the processors' logs for state-gap lines.
+absl::StatusOr<std::vector<StateGap>> ReadStateGaps(const std::vector<std::string>& paths) {
+  std::vector<StateGap> gaps;
+  for (const std::string& path : paths) {
+    std::ifstream in(path);
+    if (!in) return absl::NotFoundError(absl::StrCat("cannot read processor log ", path));
+    std::string line;
+    while (std::getline(in, line)) {
+      if (auto gap = ParseStateGapLine(line)) gaps.push_back(std::move(*gap));
     }
   }
+  return gaps;
 }
 
 int Run() {
@@ -278,6 +362,12 @@ int Run() {
     return 2;
   }
   Report report;
+  auto gaps = ReadStateGaps(absl::GetFlag(FLAGS_processor_log));
+  if (!gaps.ok()) {
+    std::cerr << "tally-verify: " << gaps.status() << "\n";
+    return 2;
+  }
+  for (const StateGap& gap : *gaps) report.gapped_partitions.insert(gap.partition);
 
   // ---- inputs: decode, index the raw bytes, cross-check the ground truth
   EventDecoder input_decoder(*input_format);
@@ -422,50 +512,95 @@ int Run() {
     expected_rejected[r.ref] = r.reason;
     ++expected_by_reason[Name(r.reason)];
   }
-  absl::flat_hash_map<MessageRef, int> rejected_seen;
+  // The first rejection of a message is judged; a later one is an identical
+  // copy when every field equals the first's, else a mismatch.
+  absl::flat_hash_map<MessageRef, const ObservedRejection*> rejected_seen;
+  auto same_rejection = [](const RejectedEvent& a, const RejectedEvent& b) {
+    return a.reason == b.reason && a.detail == b.detail && a.original_key == b.original_key &&
+           a.original_value == b.original_value;
+  };
   for (const ObservedRejection& r : rejections) {
     const std::string where = r.source.ToString();
     const std::string reason = Name(r.event.reason);
+    const int32_t task = r.source.partition;
     ++observed_by_reason[reason];
-    if (++rejected_seen[r.source] > 1) {
-      report.Error("rejected", absl::StrCat(where, " is on `rejected` more than once"));
+    auto [first, inserted] = rejected_seen.emplace(r.source, &r);
+    if (!inserted) {
+      if (same_rejection(first->second->event, r.event)) {
+        report.Copy(rejected_topic, absl::StrCat(where, " rejected as ", reason));
+      } else {
+        report.Error(
+            "rejected",
+            absl::StrCat(where, " is on `rejected` twice, differently: as ",
+                         Name(first->second->event.reason), " (", first->second->event.detail,
+                         ") and as ", reason, " (", r.event.detail, ")"),
+            task);
+      }
       continue;
     }
     auto it = expected_rejected.find(r.source);
     if (it == expected_rejected.end()) {
-      report.Error("rejected", absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
-                                            "), expected: ", fate_of(r.source)));
+      report.Error("rejected",
+                   absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
+                                "), expected: ", fate_of(r.source)),
+                   task);
       continue;
     }
     if (it->second != r.event.reason) {
-      report.Error("rejected", absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
-                                            "), expected ", Name(it->second)));
+      report.Error("rejected",
+                   absl::StrCat(where, " rejected as ", reason, " (", r.event.detail,
+                                "), expected ", Name(it->second)),
+                   task);
     }
     if (auto m = raw.find(r.source); m != raw.end()) {
       if (std::string problem = CheckRejectedOriginal(r.event, m->second->key, m->second->value);
           !problem.empty()) {
-        report.Error("rejected", absl::StrCat(where, ": on `rejected`, ", problem));
+        report.Error("rejected", absl::StrCat(where, ": on `rejected`, ", problem), task);
       }
     }
   }
+  report.copies[rejected_topic] += 0;
   for (const ExpectedRejection& r : expected.rejected) {
     if (!rejected_seen.contains(r.ref)) {
-      report.Error("rejected", absl::StrCat(r.ref.ToString(), " should be rejected as ",
-                                            Name(r.reason), " but is not on `rejected`"));
+      report.Error("rejected",
+                   absl::StrCat(r.ref.ToString(), " should be rejected as ", Name(r.reason),
+                                " but is not on `rejected`"),
+                   r.ref.partition);
     }
   }
 
+  // The task (input partition) of a conversion identity, to place
+  // commission and unattributed mismatches.
+  std::map<ConversionIdentity, int32_t> identity_task;
+  for (const auto& [partition, list] : input.conversions) {
+    for (const ConversionInput& in : list) {
+      if (!in.invalid) identity_task.emplace(IdentityOf(in.conversion), partition);
+    }
+  }
+  auto task_of = [&](const std::string& offer, const std::string& goal,
+                     const std::string& conversion_id) -> int32_t {
+    auto it = identity_task.find({offer, goal, conversion_id});
+    return it == identity_task.end() ? -1 : it->second;
+  };
+
   // ---- commissions: multiset, then the order of each id's statuses
-  std::map<std::string, int64_t> commission_diff;
+  std::vector<std::string> expected_commission_keys, observed_commission_keys;
+  absl::flat_hash_map<std::string, int32_t> commission_task;  // key or id -> input partition
   std::map<std::string, std::vector<std::string>> expected_sequence, observed_sequence;
   for (const ExpectedCommission& c : expected.commissions) {
-    ++commission_diff[CommissionKey(c.commission)];
-    expected_sequence[c.commission.commission_id].push_back(CommissionKey(c.commission));
+    const std::string key = CommissionKey(c.commission);
+    expected_commission_keys.push_back(key);
+    commission_task.emplace(key, c.source.partition);
+    commission_task.emplace(c.commission.commission_id, c.source.partition);
+    expected_sequence[c.commission.commission_id].push_back(key);
   }
   absl::flat_hash_map<std::string, int32_t> id_partition;
   for (const ObservedCommission& c : commissions) {
-    --commission_diff[CommissionKey(c.commission)];
-    observed_sequence[c.commission.commission_id].push_back(CommissionKey(c.commission));
+    const std::string key = CommissionKey(c.commission);
+    observed_commission_keys.push_back(key);
+    commission_task.emplace(
+        key, task_of(c.commission.offer_id, c.commission.goal, c.commission.conversion_id));
+    observed_sequence[c.commission.commission_id].push_back(key);
     auto [it, inserted] = id_partition.emplace(c.commission.commission_id, c.partition);
     if (!inserted && it->second != c.partition) {
       report.Error("commissions",
@@ -473,51 +608,82 @@ int Run() {
                                 it->second, " and ", c.partition, " (its key must be its id)"));
     }
   }
-  std::erase_if(commission_diff, [](const auto& kv) { return kv.second == 0; });
-  CompareMultisets("commissions", commission_diff, report);
+  CompareRecords("commissions", commissions_topic, expected_commission_keys,
+                 observed_commission_keys, commission_task, report);
   uint64_t order_errors = 0;
   for (const auto& [id, sequence] : expected_sequence) {
     auto it = observed_sequence.find(id);
     if (it == observed_sequence.end() || it->second == sequence) continue;
-    if (std::is_permutation(sequence.begin(), sequence.end(), it->second.begin(),
-                            it->second.end())) {
+    if (auto problem = CheckStatusOrder(sequence, it->second)) {
       ++order_errors;
-      std::string got;
-      for (const std::string& s : it->second) absl::StrAppend(&got, "\n    ", s);
-      std::string want;
-      for (const std::string& s : sequence) absl::StrAppend(&want, "\n    ", s);
-      report.Error("commissions", absl::StrCat("commission ", id, ": statuses in the wrong order;",
-                                               " on the topic:", got, "\n  expected:", want));
+      auto task = commission_task.find(id);
+      report.Error("commissions", absl::StrCat("commission ", id, ": ", *problem),
+                   task == commission_task.end() ? -1 : task->second);
     }
   }
 
   // ---- unattributed
-  std::map<std::string, int64_t> unattributed_diff;
+  std::vector<std::string> expected_unattributed_keys, observed_unattributed_keys;
+  absl::flat_hash_map<std::string, int32_t> unattributed_task;
   for (const ExpectedUnattributed& u : expected.unattributed) {
-    ++unattributed_diff[UnattributedKey(u.conversion, u.reason)];
+    expected_unattributed_keys.push_back(UnattributedKey(u.conversion, u.reason));
+    unattributed_task.emplace(expected_unattributed_keys.back(), u.ref.partition);
   }
   for (const UnattributedConversion& u : unattributed) {
-    --unattributed_diff[UnattributedKey(u.conversion, u.reason)];
+    observed_unattributed_keys.push_back(UnattributedKey(u.conversion, u.reason));
+    unattributed_task.emplace(
+        observed_unattributed_keys.back(),
+        task_of(u.conversion.offer_id, u.conversion.goal, u.conversion.conversion_id));
   }
-  std::erase_if(unattributed_diff, [](const auto& kv) { return kv.second == 0; });
-  CompareMultisets("unattributed", unattributed_diff, report);
+  CompareRecords("unattributed", unattributed_topic, expected_unattributed_keys,
+                 observed_unattributed_keys, unattributed_task, report);
 
   // ---- the processor's own summary
-  if (const std::string path = absl::GetFlag(FLAGS_processor_summary); !path.empty()) {
-    std::ifstream in(path);
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    simdjson::padded_string padded(buffer.str());
-    simdjson::ondemand::parser parser;
-    simdjson::ondemand::document doc;
+  const std::vector<std::string> summary_paths = absl::GetFlag(FLAGS_processor_summary);
+  const uint64_t copies_found = report.total_copies();
+  std::string summary_line;
+  if (!summary_paths.empty()) {
     uint64_t clicks_in = 0, conversions_in = 0, valid_clicks = 0, valid_conversions = 0;
-    if (!in || parser.iterate(padded).get(doc) != simdjson::SUCCESS ||
-        doc["clicks_in"].get_uint64().get(clicks_in) != simdjson::SUCCESS ||
-        doc["conversions_in"].get_uint64().get(conversions_in) != simdjson::SUCCESS ||
-        doc["valid_clicks"].get_uint64().get(valid_clicks) != simdjson::SUCCESS ||
-        doc["valid_conversions"].get_uint64().get(valid_conversions) != simdjson::SUCCESS) {
-      report.Error("summary", absl::StrCat("processor summary '", path, "' is not readable"));
-    } else {
+    uint64_t pending = 0;
+    bool pending_reported = true;
+    bool readable = true;
+    for (const std::string& path : summary_paths) {
+      std::ifstream in(path);
+      std::stringstream buffer;
+      buffer << in.rdbuf();
+      simdjson::padded_string padded(buffer.str());
+      simdjson::ondemand::parser parser;
+      simdjson::ondemand::document doc;
+      uint64_t c = 0, v = 0, vc = 0, vv = 0, p = 0;
+      if (!in || parser.iterate(padded).get(doc) != simdjson::SUCCESS ||
+          doc["clicks_in"].get_uint64().get(c) != simdjson::SUCCESS ||
+          doc["conversions_in"].get_uint64().get(v) != simdjson::SUCCESS ||
+          doc["valid_clicks"].get_uint64().get(vc) != simdjson::SUCCESS ||
+          doc["valid_conversions"].get_uint64().get(vv) != simdjson::SUCCESS) {
+        report.Error("summary", absl::StrCat("processor summary '", path, "' is not readable"));
+        readable = false;
+        continue;
+      }
+      clicks_in += c;
+      conversions_in += v;
+      valid_clicks += vc;
+      valid_conversions += vv;
+      // Optional: only newer processors report it.
+      if (doc["pending"].get_uint64().get(p) == simdjson::SUCCESS) {
+        pending += p;
+      } else {
+        pending_reported = false;
+      }
+    }
+    summary_line = absl::StrCat(summary_paths.size(), " summaries: consumed ", clicks_in,
+                                " clicks + ", conversions_in, " conversions (input ",
+                                expected.stats.clicks, " + ", expected.stats.conversions, ")");
+    if (copies_found > 0) {
+      absl::StrAppend(&summary_line,
+                      "; copies found, so replays may have consumed messages "
+                      "twice: counts not compared");
+    }
+    if (readable && copies_found == 0) {
       if (clicks_in != expected.stats.clicks || conversions_in != expected.stats.conversions) {
         report.Error("summary",
                      absl::StrCat("processor consumed ", clicks_in, " clicks and ", conversions_in,
@@ -529,10 +695,9 @@ int Run() {
                      absl::StrCat("processor passed on ", valid_clicks + valid_conversions,
                                   " valid events; expected ", decodable));
       }
-      // Optional: only newer processors report it. It counts waiting
-      // conversions; the status changes queued behind them are not extra.
-      uint64_t pending = 0;
-      if (doc["pending"].get_uint64().get(pending) == simdjson::SUCCESS &&
+      // It counts waiting conversions; the status changes queued behind them
+      // are not extra. Per instance, so only comparable with one summary.
+      if (summary_paths.size() == 1 && pending_reported &&
           pending != expected.stats.pending_conversions) {
         report.Error("summary",
                      absl::StrCat("processor reports ", pending, " pending conversions; expected ",
@@ -585,15 +750,58 @@ int Run() {
             << expected.rejected.size() << " rejected + " << expected.unattributed.size()
             << " unattributed + " << expected.pending.size() << " pending; "
             << errors_in("accounting") << " mismatches\n";
-  if (report.by_category.contains("summary")) {
-    std::cout << "tally-verify: processor summary " << errors_in("summary") << " mismatches\n";
+  if (!summary_line.empty() || report.by_category.contains("summary")) {
+    std::cout << "tally-verify: processor " << summary_line << "; " << errors_in("summary")
+              << " mismatches\n";
   }
-  if (report.errors == 0) {
+  {
+    std::string per_topic;
+    for (const auto& [topic, n] : report.copies) absl::StrAppend(&per_topic, " ", topic, "=", n);
+    std::cout << "tally-verify: identical copies " << copies_found << ":" << per_topic << "\n";
+  }
+  if (!absl::GetFlag(FLAGS_processor_log).empty()) {
+    std::string parts;
+    for (int32_t p : report.gapped_partitions) absl::StrAppend(&parts, parts.empty() ? "" : ",", p);
+    std::cout << "tally-verify: state gaps logged " << gaps->size() << " on tasks [" << parts
+              << "]; mismatches on gapped tasks " << report.gapped_errors << ", elsewhere "
+              << report.errors - report.gapped_errors << "\n";
+    std::string by_task;
+    for (const auto& [p, n] : report.errors_by_partition) {
+      absl::StrAppend(&by_task, " ", p, report.gapped_partitions.contains(p) ? "(gap)" : "", "=",
+                      n);
+    }
+    if (!by_task.empty()) std::cout << "tally-verify: mismatches per task:" << by_task << "\n";
+  }
+  const int64_t max_copies = absl::GetFlag(FLAGS_max_copies);
+  const bool too_many_copies = max_copies >= 0 && copies_found > static_cast<uint64_t>(max_copies);
+  const uint64_t failing = absl::GetFlag(FLAGS_allow_gap_mismatches)
+                               ? report.errors - report.gapped_errors
+                               : report.errors;
+  std::string verdict;
+  if (report.errors == 0 && copies_found == 0) {
+    verdict = "EXACT_MATCH";
     std::cout << "tally-verify: EXACT MATCH\n";
-    return 0;
+  } else if (failing == 0 && !too_many_copies) {
+    verdict = report.errors == 0 ? "COPIES_ONLY" : "GAP_MISMATCHES_ONLY";
+    std::cout << "tally-verify: MATCH up to " << copies_found << " identical copies";
+    if (report.errors > 0) {
+      std::cout << "; " << report.errors
+                << " mismatches, all on tasks with a logged state gap (--allow-gap-mismatches)";
+    }
+    std::cout << "\n";
+  } else {
+    verdict = "FAIL";
+    if (failing > 0) std::cout << "tally-verify: " << failing << " mismatches\n";
+    if (too_many_copies) {
+      std::cout << "tally-verify: " << copies_found
+                << " identical copies, more than --max-copies=" << max_copies << "\n";
+    }
   }
-  std::cout << "tally-verify: " << report.errors << " mismatches\n";
-  return 1;
+  std::cout << "tally-verify: RESULT mismatches=" << report.errors
+            << " gapped_mismatches=" << report.gapped_errors << " copies=" << copies_found
+            << " commissions=" << commissions.size() << " state_gaps=" << gaps->size()
+            << " verdict=" << verdict << "\n";
+  return verdict == "FAIL" ? 1 : 0;
 }
 
 }  // namespace
@@ -607,7 +815,8 @@ int main(int argc, char** argv) {
       "[--format=json]\n"
       "      [--offers-file=F] [--bot-user-agents-file=F] [--ip-blocklist-file=F]\n"
       "      [--max-clicks-per-ip=20] [--flood-window=1m] [--attribution-key=click_id]\n"
-      "      [--pending-grace=10m] [--processor-summary=FILE]");
+      "      [--pending-grace=10m] [--processor-summary=FILE]... [--processor-log=FILE]...\n"
+      "      [--max-copies=N] [--allow-gap-mismatches]");
   // Accept --flag-name as well as --flag_name, like the other Tally tools.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> argv_underscored;
@@ -616,8 +825,32 @@ int main(int argc, char** argv) {
       const size_t name_end = std::min(arg.find('='), arg.size());
       std::replace(arg.begin() + 2, arg.begin() + static_cast<std::ptrdiff_t>(name_end), '-', '_');
     }
-    argv_underscored.push_back(arg.data());
   }
+  // --processor-summary and --processor-log are repeatable (absl keeps only
+  // the last occurrence of a flag): gather them into one comma list each.
+  std::map<std::string, std::string> repeated{{"--processor_summary", ""}, {"--processor_log", ""}};
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& arg = args[i];
+    const std::string name = arg.substr(0, arg.find('='));
+    auto it = repeated.find(name);
+    if (it == repeated.end()) {
+      kept.push_back(arg);
+      continue;
+    }
+    std::string value;
+    if (name.size() < arg.size()) {
+      value = arg.substr(name.size() + 1);
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    }
+    if (!value.empty()) absl::StrAppend(&it->second, it->second.empty() ? "" : ",", value);
+  }
+  for (const auto& [name, values] : repeated) {
+    if (!values.empty()) kept.push_back(absl::StrCat(name, "=", values));
+  }
+  args = std::move(kept);
+  for (std::string& arg : args) argv_underscored.push_back(arg.data());
   absl::ParseCommandLine(static_cast<int>(argv_underscored.size()), argv_underscored.data());
   if (absl::GetFlag(FLAGS_bootstrap_servers).empty() || absl::GetFlag(FLAGS_truth).empty()) {
     std::cerr << "tally-verify: --bootstrap-servers and --truth are required\n";

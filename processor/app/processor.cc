@@ -254,6 +254,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       Heartbeat();
       batch.clear();
       revoked_in_poll_.clear();
+      RetryBlockedCommit();
       absl::Status polled =
           consumer_->Poll(options_.batch_max_messages, options_.batch_max_time, &batch);
       if (!polled.ok()) {
@@ -356,9 +357,12 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
               " new tasks");
     for (int32_t p : whole) {
       tasks_.insert(p);
-      // A half that waited for this partner resumes.
+      // A half that waited for this partner resumes; so does a partition
+      // paused before a revocation and assigned again (librdkafka may keep
+      // its pause across an eager reassignment).
       for (const kafka::TopicPartition& tp : Halves(p)) {
-        if (paused_.erase(tp) > 0) to_resume_.push_back(tp);
+        paused_.erase(tp);
+        to_resume_.push_back(tp);
       }
     }
     if (!whole.empty()) stage_->OnPartitionsAssigned(whole);
@@ -366,6 +370,19 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
   void OnRevoked(const std::vector<kafka::TopicPartition>& partitions) override {
+    if (commit_blocked_) {
+      // The last chance to commit before another member resumes from the
+      // committed offsets (and would repeat the outputs). Real Kafka takes
+      // it while the generation is current; the mock broker answers
+      // REBALANCE_IN_PROGRESS (docs/design.md §9.4).
+      if (CommitUncommitted("revocation").ok()) {
+        TALLY_LOG(kInfo, kLog, "offsets committed in the revocation");
+      } else {
+        TALLY_LOG(kWarning, kLog, "partitions revoked with uncommitted offsets: ",
+                  DescribeUncommitted(),
+                  "; their new owner repeats the outputs of that range (identical copies)");
+      }
+    }
     std::set<int32_t> touched;
     for (const auto& tp : partitions) {
       revoked_in_poll_.insert({tp.topic, tp.partition});
@@ -378,6 +395,11 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       if (tasks_.erase(p) > 0) closed.push_back(p);
     }
     if (assigned_.empty()) joined_ = false;  // an eager rebalance is under way
+    if (commit_blocked_) {
+      std::erase_if(uncommitted_, [this](const auto& e) { return !assigned_.contains(e.first); });
+      std::erase_if(commit_paused_, [this](const auto& tp) { return !assigned_.contains(tp); });
+      if (uncommitted_.empty()) Unblock();
+    }
     TALLY_LOG(kInfo, kLog, "revoked ", partitions.size(), " partitions; ", closed.size(),
               " tasks closed");
     if (!closed.empty()) stage_->OnPartitionsRevoked(closed);
@@ -385,6 +407,14 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
  private:
+  std::string DescribeUncommitted() const {
+    std::string out;
+    for (const auto& [tp, offset] : uncommitted_) {
+      absl::StrAppend(&out, out.empty() ? "" : ", ", tp.topic, "[", tp.partition, "]@", offset);
+    }
+    return out;
+  }
+
   std::array<kafka::TopicPartition, 2> Halves(int32_t p) const {
     return {kafka::TopicPartition{options_.topics.clicks, p},
             kafka::TopicPartition{options_.topics.conversions, p}};
@@ -434,7 +464,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     }
     std::map<kafka::TopicPartition, int64_t> held;
     std::erase_if(*batch, [&](const std::unique_ptr<kafka::Message>& m) {
-      if (tasks_.contains(m->partition())) return false;
+      if (!commit_blocked_ && tasks_.contains(m->partition())) return false;
       kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
       auto [it, inserted] = held.try_emplace(tp, m->offset());
       if (!inserted) it->second = std::min(it->second, m->offset());
@@ -445,6 +475,53 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     for (const auto& [tp, offset] : held) seeks.push_back({tp.topic, tp.partition, offset});
     absl::Status s = consumer_->Seek(seeks);
     return s.ok() ? s : CountedKafkaError("seek", s);
+  }
+
+  void BlockOnCommit(const std::vector<kafka::TopicPartitionOffset>& commits) {
+    for (const kafka::TopicPartitionOffset& c : commits) {
+      int64_t& offset = uncommitted_[kafka::TopicPartition{c.topic, c.partition}];
+      offset = std::max(offset, c.offset);
+    }
+    commit_blocked_ = true;
+    std::vector<kafka::TopicPartition> pause;
+    for (const kafka::TopicPartition& tp : assigned_) {
+      if (!paused_.contains(tp) && commit_paused_.insert(tp).second) pause.push_back(tp);
+    }
+    if (absl::Status s = consumer_->Pause(pause); !s.ok()) CountKafkaError("pause", s);
+  }
+
+  // Commits what a failed commit left, for the partitions still assigned.
+  // `where` names the caller for the log.
+  absl::Status CommitUncommitted(std::string_view where) {
+    std::vector<kafka::TopicPartitionOffset> commits;
+    for (const auto& [tp, offset] : uncommitted_) {
+      if (assigned_.contains(tp)) commits.push_back({tp.topic, tp.partition, offset});
+    }
+    absl::Status s = consumer_->Commit(commits);
+    if (!s.ok()) {
+      CountKafkaError("commit", s);
+      TALLY_LOG(kDebug, kLog, "offset commit retry (", where, "): ", s.message());
+    }
+    return s;
+  }
+
+  void RetryBlockedCommit() {
+    if (!commit_blocked_) return;
+    if (!CommitUncommitted("retry").ok()) return;
+    TALLY_LOG(kInfo, kLog, "offset commit went through; resuming input");
+    metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+    Unblock();
+  }
+
+  void Unblock() {
+    uncommitted_.clear();
+    commit_blocked_ = false;
+    std::vector<kafka::TopicPartition> resume;
+    for (const kafka::TopicPartition& tp : commit_paused_) {
+      if (assigned_.contains(tp) && !paused_.contains(tp)) resume.push_back(tp);
+    }
+    commit_paused_.clear();
+    if (absl::Status s = consumer_->Resume(resume); !s.ok()) CountKafkaError("resume", s);
   }
 
   // Messages fetched before a revocation inside the same Poll() belong to a
@@ -517,10 +594,16 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       }
       // REBALANCE_IN_PROGRESS, coordinator moves, timeouts, a generation
       // that ended: the state holds these positions durably, so a replay
-      // from the older committed offsets is skipped event by event, and the
-      // next batch's commit covers this one. Nothing to undo.
+      // here from the older committed offsets is skipped event by event.
+      // But another member that takes the partitions over resumes from the
+      // committed offsets and repeats this batch's outputs; so nothing more
+      // is processed until the commit goes through (retried every loop
+      // iteration) or the partitions are revoked (where it is tried once
+      // more: Kafka accepts commits of the current generation until the
+      // rebalance completes).
       TALLY_LOG(kWarning, kLog, "offset commit failed (", s.message(),
-                "); the state holds the positions, the next commit covers them");
+                "); holding further input until it is committed or the partitions move");
+      BlockOnCommit(commits);
     } else {
       metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
     }
@@ -660,6 +743,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       reason = "broker unreachable";
     } else if (awaiting_acks_) {
       reason = "waiting for Kafka to acknowledge outputs";
+    } else if (commit_blocked_) {
+      reason = "input offsets not committed yet (rebalance or coordinator change)";
     } else if (half_tasks_ > 0) {
       reason = absl::StrCat(half_tasks_, " partition(s) assigned without their partner");
     }
@@ -773,6 +858,11 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   std::vector<kafka::TopicPartition> to_pause_;
   std::vector<kafka::TopicPartition> to_resume_;
   int64_t half_tasks_ = 0;
+  // A failed offset commit holds the input (see ProcessBatch): what is
+  // still to commit, and the partitions paused for it.
+  bool commit_blocked_ = false;
+  std::map<kafka::TopicPartition, int64_t> uncommitted_;
+  std::set<kafka::TopicPartition> commit_paused_;
   bool joined_ = false;
   bool awaiting_acks_ = false;
   std::map<std::pair<std::string, std::string>, prometheus::Counter*> kafka_error_counters_;

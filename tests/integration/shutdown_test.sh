@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# SIGTERM mid-stream: tally stops consuming, flushes, commits and exits 0; a
+# SIGTERM mid-stream (followed by more signals during the shutdown): tally
+# stops consuming, flushes, commits and exits 0; a
 # restarted instance continues from the committed offsets, so the two runs
 # together consume every message exactly once (clean shutdown => no replay).
 # usage: shutdown_test.sh BIN_DIR SRC_DIR
@@ -20,11 +21,19 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 sleep 1
+# Signals during the shutdown itself (a second SIGTERM, a SIGHUP reload, a
+# SIGINT) must not reach a processor or stage that is being torn down: the
+# signal thread is joined before they are destroyed. A crash here shows as
+# a non-zero exit (SIGSEGV/SIGABRT: 139/134).
 kill -TERM "$tally_pid"
+for sig in HUP TERM INT HUP TERM; do
+  kill -"$sig" "$tally_pid" 2>/dev/null || break
+  sleep 0.05
+done
 rc=0
 wait "$tally_pid" || rc=$?
 if [ "$rc" != 0 ]; then
-  echo "tally exited $rc after SIGTERM (expected 0)" >&2
+  echo "tally exited $rc after SIGTERM and signals during shutdown (expected 0)" >&2
   exit 1
 fi
 first=$(( $(json_field "$WORK/run1.summary.json" clicks_in) + $(json_field "$WORK/run1.summary.json" conversions_in) ))

@@ -1,10 +1,10 @@
 #include "processor/app/core_stage.h"
 
 #include <algorithm>
-#include <atomic>
-#include <thread>
 #include <array>
+#include <atomic>
 #include <limits>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -243,8 +243,8 @@ bool CoreStage::AlreadyApplied(Task& task, const EventSource& source) {
     const bool gap = next.has_value() ? source.offset > *next : source.offset > 0;
     if (gap) {
       ++counters_.state_gaps;
-      TALLY_LOG(kWarning, kLog, "state gap: partition=", source.partition,
-                " topic=", source.topic, " resumes_at=", source.offset,
+      TALLY_LOG(kWarning, kLog, "state gap: partition=", source.partition, " topic=", source.topic,
+                " resumes_at=", source.offset,
                 " local_state_ends_at=", next.has_value() ? absl::StrCat(*next) : "none",
                 " (offsets in between were processed without this state: joins over them may "
                 "miss)");

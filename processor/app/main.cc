@@ -217,8 +217,7 @@ int Main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   // A stalled loop (no iteration for this long) fails /healthz: longer than
   // any wait inside one iteration (a batch, a flush slice, a rebalance).
-  auto health = std::make_shared<Health>(
-      std::max(absl::Seconds(60), 2 * config->shutdown.timeout));
+  auto health = std::make_shared<Health>(std::max(absl::Seconds(60), 2 * config->shutdown.timeout));
   auto metrics = MetricsServer::Start(config->metrics.listen, registry, health);
   if (!metrics.ok()) {
     std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";

@@ -37,12 +37,14 @@ struct LoopMetrics {
   explicit LoopMetrics(prometheus::Registry& registry)
       : input(prometheus::BuildCounter()
                   .Name("tally_input_messages_total")
-                  .Help("Input messages processed and committed, by kind (a replayed batch counts once)")
+                  .Help("Input messages processed and committed, by kind (a replayed batch counts "
+                        "once)")
                   .Register(registry)),
-        input_bytes(prometheus::BuildCounter()
-                        .Name("tally_input_bytes_total")
-                        .Help("Payload bytes of the input messages processed and committed, by kind")
-                        .Register(registry)),
+        input_bytes(
+            prometheus::BuildCounter()
+                .Name("tally_input_bytes_total")
+                .Help("Payload bytes of the input messages processed and committed, by kind")
+                .Register(registry)),
         rejected(prometheus::BuildCounter()
                      .Name("tally_events_rejected_total")
                      .Help("Input events sent to the rejected topic, by reason")
@@ -73,9 +75,8 @@ struct LoopMetrics {
                 .Name("tally_state_commit_duration_seconds")
                 .Help("Time to make a batch's task state durable (RocksDB write + fsync)")
                 .Register(registry)
-                .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005,
-                                                                 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                                 0.5, 1})),
+                .Add({}, prometheus::Histogram::BucketBoundaries{0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                                 0.025, 0.05, 0.1, 0.25, 0.5, 1})),
         last_commit(prometheus::BuildGauge()
                         .Name("tally_last_commit_timestamp_seconds")
                         .Help("Unix time of the last successful offset commit")
@@ -177,16 +178,15 @@ std::string ProcessorSummary::ToJson() const {
   for (const auto& [reason, count] : rejected_by_reason) {
     reasons.push_back(absl::StrCat(JsonEscapeKey(reason), ":", count));
   }
-  return absl::StrCat("{\"clicks_in\":", clicks_in, ",\"conversions_in\":", conversions_in,
-                      ",\"valid_clicks\":", valid_clicks,
-                      ",\"valid_conversions\":", valid_conversions, ",\"rejected\":", rejected,
-                      ",\"rejected_by_reason\":{", absl::StrJoin(reasons, ","),
-                      "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
-                      ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
-                      ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
-                      ",\"batch_replays\":", batch_replays,
-                      ",\"state_commit_seconds\":", state_commit_seconds,
-                      ",\"busy_seconds\":", busy_seconds, "}");
+  return absl::StrCat(
+      "{\"clicks_in\":", clicks_in, ",\"conversions_in\":", conversions_in,
+      ",\"valid_clicks\":", valid_clicks, ",\"valid_conversions\":", valid_conversions,
+      ",\"rejected\":", rejected, ",\"rejected_by_reason\":{", absl::StrJoin(reasons, ","),
+      "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
+      ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
+      ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
+      ",\"batch_replays\":", batch_replays, ",\"state_commit_seconds\":", state_commit_seconds,
+      ",\"busy_seconds\":", busy_seconds, "}");
 }
 
 class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
@@ -378,8 +378,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       if (CommitUncommitted("revocation").ok()) {
         TALLY_LOG(kInfo, kLog, "offsets committed in the revocation");
       } else {
-        TALLY_LOG(kWarning, kLog, "partitions revoked with uncommitted offsets: ",
-                  DescribeUncommitted(),
+        TALLY_LOG(kWarning, kLog,
+                  "partitions revoked with uncommitted offsets: ", DescribeUncommitted(),
                   "; their new owner repeats the outputs of that range (identical copies)");
       }
     }
@@ -647,8 +647,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           stop_deadline = now + options_.shutdown_timeout;
         }
         if (now >= stop_deadline) {
-          return absl::Status(s.code(), absl::StrCat("stopping with outputs unacknowledged: ",
-                                                     s.message()));
+          return absl::Status(s.code(),
+                              absl::StrCat("stopping with outputs unacknowledged: ", s.message()));
         }
       }
     }
@@ -706,8 +706,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
 
   void CountKafkaError(std::string_view operation, const absl::Status& status) {
     std::optional<kafka::ErrorClass> error_class = kafka::ErrorClassOf(status);
-    const std::string class_name(
-        error_class.has_value() ? kafka::ErrorClassName(*error_class) : "fatal");
+    const std::string class_name(error_class.has_value() ? kafka::ErrorClassName(*error_class)
+                                                         : "fatal");
     auto key = std::make_pair(std::string(operation), class_name);
     auto it = kafka_error_counters_.find(key);
     if (it == kafka_error_counters_.end()) {
@@ -762,8 +762,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       kafka::TopicPartition tp{l.topic, l.partition};
       auto it = lag_gauges_.find(tp);
       if (it == lag_gauges_.end()) {
-        prometheus::Gauge* gauge = &metrics_.lag.Add(
-            {{"topic", l.topic}, {"partition", absl::StrCat(l.partition)}});
+        prometheus::Gauge* gauge =
+            &metrics_.lag.Add({{"topic", l.topic}, {"partition", absl::StrCat(l.partition)}});
         it = lag_gauges_.emplace(tp, gauge).first;
       }
       if (l.lag >= 0) it->second->Set(static_cast<double>(l.lag));

@@ -415,8 +415,7 @@ absl::Status TaskStore::WriteFloodJournal() {
   rocksdb::ColumnFamilyHandle* flood = cf(StoreFamily::kFlood);
   for (size_t i = flood_journaled_; i < flood_batch_.size(); ++i) {
     const FloodClick& c = flood_batch_[i];
-    rocksdb::Status s =
-        journal.Put(flood, FloodJournalKey(c.click_offset), EncodeFloodJournal(c));
+    rocksdb::Status s = journal.Put(flood, FloodJournalKey(c.click_offset), EncodeFloodJournal(c));
     if (!s.ok()) return FromRocks(s, "flood journal");
   }
   // Not synced: a process crash keeps it (page cache); what a machine crash

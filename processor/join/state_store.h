@@ -112,10 +112,10 @@ struct StateStoreOptions {
 // One click of this partition that reached the ip_click_flood rule: its
 // (IP, window) and the verdict it got. See TaskStore's flood section.
 struct FloodClick {
-  int64_t click_offset = -1;        // offset on the clicks topic
-  int64_t window_start_ms = 0;      // window index * flood window
-  std::array<uint8_t, 16> ip{};     // IpAddress::bytes() (IPv4 mapped)
-  uint8_t verdict = 0;              // FraudFilter::FloodVerdict
+  int64_t click_offset = -1;     // offset on the clicks topic
+  int64_t window_start_ms = 0;   // window index * flood window
+  std::array<uint8_t, 16> ip{};  // IpAddress::bytes() (IPv4 mapped)
+  uint8_t verdict = 0;           // FraudFilter::FloodVerdict
 
   friend bool operator==(const FloodClick&, const FloodClick&) = default;
 };
@@ -219,10 +219,9 @@ class TaskStore {
   // Committed counts with window_start_ms >= since_ms, then every journal
   // entry (counted once each), for rebuilding the shared counters.
   absl::Status ForEachFloodCount(
-      int64_t since_ms,
-      absl::FunctionRef<void(int64_t window_start_ms, const std::array<uint8_t, 16>& ip,
-                             uint64_t count)>
-          fn) const;
+      int64_t since_ms, absl::FunctionRef<void(int64_t window_start_ms,
+                                               const std::array<uint8_t, 16>& ip, uint64_t count)>
+                            fn) const;
 
   // Applies every change since the last Commit/Discard, the watermarks and
   // `positions` in one atomic write. On error nothing is known to be applied:

@@ -7,9 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -255,7 +254,8 @@ struct RdConsumerImpl {
               for (auto f : pf) {
                 std::string_view fk;
                 if (f.unescaped_key().get(fk) != simdjson::SUCCESS) return;
-                if (fk == "consumer_lag" && f.value().get_int64().get(messages) != simdjson::SUCCESS) {
+                if (fk == "consumer_lag" &&
+                    f.value().get_int64().get(messages) != simdjson::SUCCESS) {
                   messages = -1;
                 }
               }
@@ -326,7 +326,6 @@ class RdConsumer final : public Consumer {
   std::unique_ptr<RdConsumerImpl> impl_;
 };
 
-
 absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props,
                                                            RebalanceListener* listener) {
   for (const char* required : {"bootstrap.servers", "group.id"}) {
@@ -393,7 +392,7 @@ absl::Status RdConsumer::Subscribe(const std::vector<std::string>& topics) {
 }
 
 absl::Status RdConsumer::Poll(size_t max_messages, absl::Duration timeout,
-                            std::vector<std::unique_ptr<Message>>* out) {
+                              std::vector<std::unique_ptr<Message>>* out) {
   if (impl_->closed) return absl::FailedPreconditionError("kafka poll: consumer is closed");
   const absl::Time deadline = absl::Now() + timeout;
   size_t taken = 0;
@@ -493,8 +492,8 @@ absl::Status RdConsumer::Seek(const std::vector<TopicPartitionOffset>& offsets) 
     // the new position are purged from the local queue.
     RdKafka::ErrorCode err = impl_->handle->seek(*tp, 10'000);
     if (err != RdKafka::ERR_NO_ERROR) {
-      return KafkaStatus(err, absl::StrCat("kafka seek of ", o.topic, "[", o.partition, "] to ",
-                                           o.offset));
+      return KafkaStatus(
+          err, absl::StrCat("kafka seek of ", o.topic, "[", o.partition, "] to ", o.offset));
     }
     absl::MutexLock lock(&impl_->mu);
     auto it = impl_->at_eof.find(PartitionRef{o.topic, o.partition});

@@ -229,8 +229,8 @@ class ClientFactory {
  public:
   virtual ~ClientFactory() = default;
   virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const Properties& props) = 0;
-  virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(
-      const Properties& props, RebalanceListener* listener) = 0;
+  virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(const Properties& props,
+                                                                   RebalanceListener* listener) = 0;
 };
 // Producer::Create / Consumer::Create. A process-wide stateless instance.
 ClientFactory& LibRdKafkaClients();

@@ -142,8 +142,7 @@ class RdProducer final : public Producer {
                                         const Consumer& consumer, absl::Duration timeout) override;
   absl::Status CommitTransaction(absl::Duration timeout) override;
   absl::Status AbortTransaction(absl::Duration timeout) override;
-  absl::StatusOr<int32_t> PartitionCount(const std::string& topic,
-                                         absl::Duration timeout) override;
+  absl::StatusOr<int32_t> PartitionCount(const std::string& topic, absl::Duration timeout) override;
   uint64_t delivered() const override;
   uint64_t failed() const override;
 
@@ -152,7 +151,6 @@ class RdProducer final : public Producer {
  private:
   std::unique_ptr<RdProducerImpl> impl_;
 };
-
 
 absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& props,
                                                            DeliveryHandler on_delivery,
@@ -218,7 +216,7 @@ RdProducer::~RdProducer() {
 }
 
 absl::Status RdProducer::Produce(std::string_view topic, int32_t partition, std::string_view key,
-                               std::string_view value, uint64_t tag, absl::Duration timeout) {
+                                 std::string_view value, uint64_t tag, absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   const absl::Time deadline = absl::Now() + timeout;
@@ -284,7 +282,8 @@ absl::Status RdProducer::BeginTransaction() {
 }
 
 absl::Status RdProducer::SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>& offsets,
-                                                const Consumer& consumer, absl::Duration timeout) {
+                                                  const Consumer& consumer,
+                                                  absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("send offsets to transaction");
   if (!status.ok()) return status;
   auto* kafka_consumer = static_cast<RdKafka::KafkaConsumer*>(consumer.group_metadata_handle());
@@ -320,7 +319,8 @@ absl::Status RdProducer::AbortTransaction(absl::Duration timeout) {
                                    "kafka abort transaction");
 }
 
-absl::StatusOr<int32_t> RdProducer::PartitionCount(const std::string& topic, absl::Duration timeout) {
+absl::StatusOr<int32_t> RdProducer::PartitionCount(const std::string& topic,
+                                                   absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   RdKafka::Metadata* raw = nullptr;

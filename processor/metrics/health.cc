@@ -23,13 +23,11 @@ void Health::SetReady(bool ready, std::string reason) {
 }
 
 Health::Verdict Health::Liveness() const {
-  const absl::Time last =
-      absl::FromUnixNanos(last_heartbeat_ns_.load(std::memory_order_relaxed));
+  const absl::Time last = absl::FromUnixNanos(last_heartbeat_ns_.load(std::memory_order_relaxed));
   // A clock that steps back makes the silence negative: that is not a stall.
   const absl::Duration silent = clock_() - last;
   if (silent < stall_after_) return {true, "ok"};
-  return {false, absl::StrCat("stalled: no loop progress for ",
-                              absl::ToInt64Seconds(silent), "s")};
+  return {false, absl::StrCat("stalled: no loop progress for ", absl::ToInt64Seconds(silent), "s")};
 }
 
 Health::Verdict Health::Readiness() const {

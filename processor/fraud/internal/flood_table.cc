@@ -1,7 +1,6 @@
 #include "processor/fraud/internal/flood_table.h"
 
 #include <algorithm>
-
 #include <cstring>
 #include <optional>
 

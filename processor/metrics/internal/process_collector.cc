@@ -1,8 +1,5 @@
 #include "processor/metrics/internal/process_collector.h"
 
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
-
 #include <dirent.h>
 #include <unistd.h>
 
@@ -13,6 +10,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace tally::metrics_internal {
 namespace {

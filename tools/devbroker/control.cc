@@ -216,7 +216,7 @@ void ControlServer::ServeClient(int fd) {
     const ssize_t n = read(fd, chunk, sizeof(chunk));
     if (n <= 0) return;
     buffer.append(chunk, static_cast<size_t>(n));
-    if (buffer.size() > 64 * 1024) return;  // not a command stream
+    if (buffer.size() > size_t{64} * 1024) return;  // not a command stream
     size_t eol;
     while ((eol = buffer.find('\n')) != std::string::npos) {
       std::string line = buffer.substr(0, eol);

@@ -850,6 +850,7 @@ int main(int argc, char** argv) {
     if (!values.empty()) kept.push_back(absl::StrCat(name, "=", values));
   }
   args = std::move(kept);
+  argv_underscored.reserve(args.size());
   for (std::string& arg : args) argv_underscored.push_back(arg.data());
   absl::ParseCommandLine(static_cast<int>(argv_underscored.size()), argv_underscored.data());
   if (absl::GetFlag(FLAGS_bootstrap_servers).empty() || absl::GetFlag(FLAGS_truth).empty()) {

@@ -85,6 +85,16 @@ TEST(CheckStatusOrderTest, LostOrChangedRecordsAreLeftToTheMultisetComparison) {
   EXPECT_EQ(CheckStatusOrder({"p", "a"}, {"a", "x"}), std::nullopt);
 }
 
+TEST(ParseUncommittedRevocationLineTest, ParsesTheProcessorsLine) {
+  auto parts = ParseUncommittedRevocationLine(
+      "2026-12-02T01:39:20.543Z WARN processor: partitions revoked with uncommitted offsets: "
+      "clicks[3]@1125, clicks[4]@1118, conversions[12]@35; their new owner repeats the outputs "
+      "of that range (identical copies)");
+  ASSERT_TRUE(parts.has_value());
+  EXPECT_EQ(*parts, (std::vector<int32_t>{3, 4, 12}));
+  EXPECT_FALSE(ParseUncommittedRevocationLine("INFO processor: revoked 16 partitions").has_value());
+}
+
 TEST(ParseStateGapLineTest, ParsesTheProcessorsLine) {
   auto gap = ParseStateGapLine(
       "W 2026-12-02T01:00:00Z tally: state gap: partition=3 topic=clicks resumes_at=1042 "

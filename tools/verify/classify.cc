@@ -94,4 +94,25 @@ std::optional<StateGap> ParseStateGapLine(std::string_view line_in) {
   return gap;
 }
 
+std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_view line) {
+  constexpr std::string_view kMarker = "partitions revoked with uncommitted offsets: ";
+  const size_t at = line.find(kMarker);
+  if (at == std::string_view::npos) return std::nullopt;
+  std::string_view rest = line.substr(at + kMarker.size());
+  rest = rest.substr(0, rest.find(';'));
+  std::vector<int32_t> partitions;
+  // Entries "topic[p]@offset", separated by ", ".
+  for (size_t open = rest.find('['); open != std::string_view::npos;
+       open = rest.find('[', open + 1)) {
+    const size_t close = rest.find(']', open);
+    if (close == std::string_view::npos) break;
+    int32_t p = -1;
+    if (absl::SimpleAtoi(absl::string_view(rest.data() + open + 1, close - open - 1), &p) &&
+        p >= 0) {
+      partitions.push_back(p);
+    }
+  }
+  return partitions;
+}
+
 }  // namespace tally::verify

@@ -79,6 +79,13 @@ struct StateGap {
 };
 std::optional<StateGap> ParseStateGapLine(std::string_view line);
 
+// A processor's log line for partitions revoked while their last offsets
+// could not be committed (the broker refused the commit during the
+// rebalance; the new owner repeats that range's outputs):
+//   ... partitions revoked with uncommitted offsets: clicks[3]@1125, conversions[4]@35; ...
+// Returns the input partitions (tasks) it names; nullopt for other lines.
+std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_view line);
+
 }  // namespace tally::verify
 
 #endif  // TALLY_TOOLS_VERIFY_CLASSIFY_H_

@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -163,6 +164,17 @@ struct LoopMetrics {
   prometheus::Counter* out_unattributed;
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_by_reason{};
 };
+
+// `status` with `context` in front of its message, keeping its code and its
+// payloads: the Kafka error class travels in a payload and Replayable()
+// decides by it (a bare absl::Status(code, message) would make every
+// delivery failure look like a non-Kafka error and stop the processor).
+absl::Status WithContext(const absl::Status& status, const std::string& context) {
+  absl::Status out(status.code(), absl::StrCat(context, status.message()));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
 
 std::string JsonEscapeKey(std::string_view s) {
   // Reason names and counters only: [a-z_], nothing to escape.
@@ -513,7 +525,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
       CountKafkaError("commit", s);
       if (kafka::ErrorClassOf(s) == kafka::ErrorClass::kFatal) {
-        return absl::Status(s.code(), absl::StrCat("committing input offsets: ", s.message()));
+        return WithContext(s, "committing input offsets: ");
       }
       // REBALANCE_IN_PROGRESS, coordinator moves, timeouts, a generation
       // that ended: the state holds these positions durably, so a replay
@@ -548,7 +560,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       }
       if (s.code() != absl::StatusCode::kDeadlineExceeded) {
         CountKafkaError("flush", s);
-        return absl::Status(s.code(), absl::StrCat("flushing batch outputs: ", s.message()));
+        return WithContext(s, "flushing batch outputs: ");
       }
       if (!awaiting_acks_) {
         awaiting_acks_ = true;
@@ -564,6 +576,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           stop_deadline = now + options_.shutdown_timeout;
         }
         if (now >= stop_deadline) {
+          // Without the Kafka class on purpose: giving up is our decision,
+          // so Run() stops (Fail) instead of replaying the batch.
           return absl::Status(s.code(), absl::StrCat("stopping with outputs unacknowledged: ",
                                                      s.message()));
         }
@@ -722,8 +736,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     absl::Status s = producer_->Produce(topic, -1, key, scratch_);
     if (!s.ok()) {
       CountKafkaError("produce", s);
-      produce_error_ =
-          absl::Status(s.code(), absl::StrCat("producing to '", topic, "': ", s.message()));
+      produce_error_ = WithContext(s, absl::StrCat("producing to '", topic, "': "));
     }
   }
 

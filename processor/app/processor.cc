@@ -274,7 +274,9 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         CountKafkaError("consume", polled);
         return Fail(polled);
       }
-      if (!revoked_in_poll_.empty()) DropRevoked(&batch);
+      if (!revoked_in_poll_.empty()) {
+        if (absl::Status s = DropRevoked(&batch); !s.ok()) return Fail(s);
+      }
       if (absl::Status s = HoldBackHalfTasks(&batch); !s.ok()) return Fail(s);
       RefreshLag();
       UpdateReadiness();
@@ -460,12 +462,31 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
   // Messages fetched before a revocation inside the same Poll() belong to a
-  // partition we no longer own: the new owner reads them from the last
+  // partition we may no longer own: the new owner reads them from the last
   // committed offset, so processing them here would only duplicate work.
-  void DropRevoked(std::vector<std::unique_ptr<kafka::Message>>* batch) {
-    std::erase_if(*batch, [this](const std::unique_ptr<kafka::Message>& m) {
-      return revoked_in_poll_.contains(std::make_pair(std::string(m->topic()), m->partition()));
+  // A partition revoked and assigned again inside the same Poll() (an eager
+  // rebalance that left it here) may also have delivered messages fetched
+  // after the new assignment; they are dropped with the others, so the
+  // partition is sought back to the first dropped offset, or they would be
+  // skipped for good (the state covers whatever was applied already).
+  absl::Status DropRevoked(std::vector<std::unique_ptr<kafka::Message>>* batch) {
+    std::map<kafka::TopicPartition, int64_t> reassigned;
+    std::erase_if(*batch, [&](const std::unique_ptr<kafka::Message>& m) {
+      if (!revoked_in_poll_.contains(std::make_pair(std::string(m->topic()), m->partition()))) {
+        return false;
+      }
+      kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
+      if (assigned_.contains(tp)) {
+        auto [it, inserted] = reassigned.try_emplace(tp, m->offset());
+        if (!inserted) it->second = std::min(it->second, m->offset());
+      }
+      return true;
     });
+    if (reassigned.empty()) return absl::OkStatus();
+    std::vector<kafka::TopicPartitionOffset> seeks;
+    for (const auto& [tp, offset] : reassigned) seeks.push_back({tp.topic, tp.partition, offset});
+    absl::Status s = consumer_->Seek(seeks);
+    return s.ok() ? s : CountedKafkaError("seek", s);
   }
 
   absl::Status ProcessBatch(const std::vector<std::unique_ptr<kafka::Message>>& batch) {

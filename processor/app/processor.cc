@@ -457,8 +457,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (held.empty()) return absl::OkStatus();
     std::vector<kafka::TopicPartitionOffset> seeks;
     for (const auto& [tp, offset] : held) seeks.push_back({tp.topic, tp.partition, offset});
-    absl::Status s = consumer_->Seek(seeks);
-    return s.ok() ? s : CountedKafkaError("seek", s);
+    return SeekBack(seeks);
   }
 
   // Messages fetched before a revocation inside the same Poll() belong to a
@@ -485,8 +484,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (reassigned.empty()) return absl::OkStatus();
     std::vector<kafka::TopicPartitionOffset> seeks;
     for (const auto& [tp, offset] : reassigned) seeks.push_back({tp.topic, tp.partition, offset});
-    absl::Status s = consumer_->Seek(seeks);
-    return s.ok() ? s : CountedKafkaError("seek", s);
+    return SeekBack(seeks);
   }
 
   absl::Status ProcessBatch(const std::vector<std::unique_ptr<kafka::Message>>& batch) {
@@ -625,18 +623,41 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     for (const auto& [tp, offset] : first) {
       if (assigned_.contains(tp)) seeks.push_back({tp.topic, tp.partition, offset});
     }
-    if (absl::Status s = consumer_->Seek(seeks); !s.ok()) return CountedKafkaError("seek", s);
+    if (absl::Status s = SeekBack(seeks); !s.ok()) return s;
     {
       absl::MutexLock lock(&summary_mu_);
       ++summary_.batch_replays;
     }
-    // Interruptible: Stop() is seen within one slice.
+    Backoff();
+    return absl::OkStatus();
+  }
+
+  // Interruptible: Stop() is seen within one slice.
+  void Backoff() {
     const absl::Time until = absl::Now() + options_.retry_backoff;
     while (!stop_.load(std::memory_order_acquire) && absl::Now() < until) {
       producer_->Poll(absl::Milliseconds(50));
       Heartbeat();
     }
-    return absl::OkStatus();
+  }
+
+  // A seek the next Poll() depends on (a replay, held-back messages):
+  // consuming on without it would skip those messages, so a retriable
+  // failure is retried after the backoff until it succeeds or Stop() is
+  // requested. No rebalance can intervene (they happen inside Poll()).
+  absl::Status SeekBack(const std::vector<kafka::TopicPartitionOffset>& seeks) {
+    for (;;) {
+      absl::Status s = consumer_->Seek(seeks);
+      if (s.ok()) return s;
+      CountKafkaError("seek", s);
+      if (kafka::ErrorClassOf(s) != kafka::ErrorClass::kRetriable ||
+          stop_.load(std::memory_order_acquire)) {
+        return s;
+      }
+      TALLY_LOG(kWarning, kLog, "seek failed (", s.message(), "); retrying after ",
+                absl::FormatDuration(options_.retry_backoff));
+      Backoff();
+    }
   }
 
   // Kafka errors of any class but kFatal end the batch for a replay; other

@@ -17,7 +17,8 @@
 //
 // Errors, by kafka::ErrorClass: a batch whose outputs cannot all be
 // acknowledged (a produce or delivery error of any class but kFatal) is
-// aborted in the stage and replayed from its first offsets after a backoff;
+// aborted in the stage and replayed from its first offsets after a backoff
+// (a seek back that fails transiently is retried, never skipped);
 // a flush that times out keeps waiting (not ready) while the broker is away,
 // consuming nothing, so memory stays bounded; a failed offset commit is
 // retried by the next batch's commit (the state already holds the

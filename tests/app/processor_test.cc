@@ -381,6 +381,40 @@ TEST_F(ProcessorTest, DeliveryFailureReplaysTheBatchAndCompletesTheOutputs) {
   ExpectSecondRunConsumesNothing();
 }
 
+// Produce() gave up (the local queue stayed full past its timeout): the
+// batch is aborted and replayed like a failed delivery.
+TEST_F(ProcessorTest, RetriableProduceErrorReplaysTheBatch) {
+  SeedInput(24);
+  cluster_.FailNext(Op::kProduce,
+                    InjectedError{ErrorClass::kRetriable, RD_KAFKA_RESP_ERR__QUEUE_FULL});
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  absl::Status s = t->processor->Run();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(t->processor->summary().batch_replays, 1u);
+  ExpectNoCommissionLost();
+  ExpectAllCommitted();
+  EXPECT_EQ(RejectionsByReason().count("duplicate_click"), 0u);
+}
+
+// The seek back of a replay fails transiently: it is retried (consuming on
+// without it would skip the batch), and the processor keeps running.
+TEST_F(ProcessorTest, RetriableSeekErrorDuringAReplayIsRetried) {
+  SeedInput(24);
+  cluster_.FailNext(Op::kDeliver,
+                    InjectedError{ErrorClass::kRetriable, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS});
+  cluster_.FailNext(Op::kSeek, InjectedError{ErrorClass::kRetriable, RD_KAFKA_RESP_ERR__TIMED_OUT},
+                    2);
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  absl::Status s = t->processor->Run();
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(cluster_.PendingFailures(Op::kSeek), 0);
+  EXPECT_EQ(t->processor->summary().batch_replays, 1u);
+  ExpectNoCommissionLost();
+  ExpectAllCommitted();
+}
+
 TEST_F(ProcessorTest, FatalConsumeErrorStopsRunNamingIt) {
   SeedInput(4);
   cluster_.FailNext(Op::kPoll,

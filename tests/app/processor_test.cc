@@ -13,9 +13,11 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "librdkafka/rdkafka.h"
@@ -96,7 +98,7 @@ defaults:
     ProcessorOptions p;
     p.consumer_properties = {{"group.id", kGroup}};
     p.batch_max_messages = batch_max_messages_;
-    p.stop_when_idle = absl::Nanoseconds(1);
+    p.stop_when_idle = stop_when_idle_;
     p.retry_backoff = absl::ZeroDuration();
     p.shutdown_timeout = absl::ZeroDuration();
     p.clients = &factory_;
@@ -258,6 +260,7 @@ defaults:
   FakeClientFactory factory_;
   std::filesystem::path dir_;
   size_t batch_max_messages_ = 8;
+  absl::Duration stop_when_idle_ = absl::Nanoseconds(1);
   std::set<std::string> expected_conversions_;
 };
 
@@ -605,6 +608,38 @@ TEST_F(ProcessorTest, StopWhileOutputsAreUnacknowledgedCommitsNothingAndLosesNot
   ASSERT_TRUE(s.ok()) << s;
   ExpectNoCommissionLost();
   ExpectAllCommitted();
+}
+
+// Stop() from another thread (the signal thread in main) while the loop
+// runs without an idle exit: Run() returns OK after its last committed
+// batch and the consumer has left the group through its revoke callback.
+TEST_F(ProcessorTest, StopFromAnotherThreadEndsRunCleanly) {
+  SeedInput(24);
+  stop_when_idle_ = absl::ZeroDuration();  // run until Stop()
+  absl::Notification all_committed;
+  cluster_.SetHook([&](Point p) {
+    if (p != Point::kAfterCommit || all_committed.HasBeenNotified()) return;
+    for (const char* topic : {"clicks", "conversions"}) {
+      for (int32_t partition = 0; partition < 2; ++partition) {
+        if (cluster_.Committed(kGroup, topic, partition) != cluster_.EndOffset(topic, partition)) {
+          return;
+        }
+      }
+    }
+    all_committed.Notify();
+  });
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  absl::Status s;
+  std::thread loop([&] { s = t->processor->Run(); });
+  all_committed.WaitForNotification();
+  t->processor->Stop();
+  loop.join();
+  EXPECT_TRUE(s.ok()) << s;
+  EXPECT_TRUE(cluster_.Members(kGroup).empty());
+  EXPECT_EQ(cluster_.RevokeCallbacks(kGroup), 1);
+  cluster_.SetHook(nullptr);
+  ExpectExactOutputs();
 }
 
 }  // namespace

@@ -13,6 +13,16 @@ namespace {
 // Debian's Abseil has its own string_view type (no implicit conversion).
 absl::string_view A(std::string_view s) { return {s.data(), s.size()}; }
 
+// FNV-1a 64: stable across runs, processes and standard libraries.
+int32_t KeyPartition(std::string_view key, int32_t partitions) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<int32_t>(h % static_cast<uint64_t>(partitions));
+}
+
 std::string Describe(const TopicPartition& tp) { return absl::StrCat(tp.topic, "[", tp.partition, "]"); }
 
 absl::Status ErrorFrom(const InjectedError& e, std::string_view what) {
@@ -105,13 +115,7 @@ int64_t FakeCluster::Append(const std::string& topic, int32_t partition, std::st
 
 int32_t FakeCluster::PartitionFor(const std::string& topic, std::string_view key) const {
   const int32_t n = PartitionCount(topic);
-  if (n <= 0) return -1;
-  uint64_t h = 14695981039346656037ull;  // FNV-1a 64
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return static_cast<int32_t>(h % static_cast<uint64_t>(n));
+  return n <= 0 ? -1 : KeyPartition(key, n);
 }
 
 int32_t FakeCluster::PartitionCount(const std::string& topic) const {
@@ -215,6 +219,11 @@ int FakeCluster::PendingFailures(Op op) const {
   absl::MutexLock lock(&mu_);
   auto it = failures_.find(op);
   return it == failures_.end() ? 0 : static_cast<int>(it->second.size());
+}
+
+void FakeCluster::ClearFailures() {
+  absl::MutexLock lock(&mu_);
+  failures_.clear();
 }
 
 std::optional<absl::Status> FakeCluster::TakeFailure(Op op, std::string_view what) {
@@ -328,14 +337,7 @@ class FakeProducer final : public Producer {
         return absl::OkStatus();
       }
       const std::string name(topic);
-      if (partition < 0) {
-        uint64_t h = 14695981039346656037ull;  // as PartitionFor (lock held here)
-        for (unsigned char c : key) {
-          h ^= c;
-          h *= 1099511628211ull;
-        }
-        partition = static_cast<int32_t>(h % static_cast<uint64_t>(n));
-      }
+      if (partition < 0) partition = KeyPartition(key, n);
       cluster_->AppendLocked(name, partition, key, value);
       ++unacked_;
     }

@@ -160,6 +160,7 @@ class FakeCluster {
   void FailNext(Op op, InjectedError error, int count = 1);
   // Failures scripted and not yet used.
   int PendingFailures(Op op) const;
+  void ClearFailures();
 
   void SetHook(Hook hook);
   // Kills every client created so far and throws FakeCrash. Call from a hook.

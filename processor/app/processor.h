@@ -125,7 +125,12 @@ class Processor {
 
   // Runs until Stop(), idle (see stop_when_idle) or a fatal error. On a clean
   // return the last batch is flushed and committed and the consumer has left
-  // the group.
+  // the group. Whatever the return, the consumer is closed (its revoke
+  // callback has run) and no batch is half committed: a failing final flush
+  // is returned as the error (every committed batch was flushed before its
+  // commit, so it puts nothing committed at risk), and a Stop() while a
+  // batch's outputs stay unacknowledged past shutdown_timeout returns an
+  // error with that batch uncommitted (replayed by the next owner).
   absl::Status Run();
   // Thread-safe, async-signal-unsafe (call from a normal thread).
   void Stop();

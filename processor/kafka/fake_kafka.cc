@@ -23,7 +23,9 @@ int32_t KeyPartition(std::string_view key, int32_t partitions) {
   return static_cast<int32_t>(h % static_cast<uint64_t>(partitions));
 }
 
-std::string Describe(const TopicPartition& tp) { return absl::StrCat(tp.topic, "[", tp.partition, "]"); }
+std::string Describe(const TopicPartition& tp) {
+  return absl::StrCat(tp.topic, "[", tp.partition, "]");
+}
 
 absl::Status ErrorFrom(const InjectedError& e, std::string_view what) {
   return MakeKafkaError(e.error_class, e.code, absl::StrCat("fake ", A(what)), e.deadline);
@@ -96,8 +98,8 @@ void FakeCluster::CreateTopic(const std::string& topic, int32_t partitions) {
   topics_[topic].partitions.resize(static_cast<size_t>(std::max(partitions, 1)));
 }
 
-int64_t FakeCluster::AppendLocked(const std::string& topic, int32_t partition,
-                                  std::string_view key, std::string_view value) {
+int64_t FakeCluster::AppendLocked(const std::string& topic, int32_t partition, std::string_view key,
+                                  std::string_view value) {
   std::vector<Record>& log = topics_.at(topic).partitions.at(static_cast<size_t>(partition)).log;
   Record r;
   r.offset = static_cast<int64_t>(log.size());
@@ -356,10 +358,10 @@ class FakeProducer final : public Producer {
     }
     Acknowledge();
     if (failed_since_flush_ > 0) {
-      result = absl::Status(first_failure_.code(),
-                            absl::StrCat(failed_since_flush_,
-                                         " message(s) failed since the previous flush; first: ",
-                                         first_failure_.message()));
+      result = absl::Status(
+          first_failure_.code(),
+          absl::StrCat(failed_since_flush_, " message(s) failed since the previous flush; first: ",
+                       first_failure_.message()));
       first_failure_.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
         result.SetPayload(url, payload);
       });
@@ -418,7 +420,10 @@ class FakeConsumer final : public Consumer {
  public:
   FakeConsumer(FakeCluster* cluster, std::string group, std::string member,
                RebalanceListener* listener)
-      : cluster_(cluster), group_(std::move(group)), member_(std::move(member)), listener_(listener) {
+      : cluster_(cluster),
+        group_(std::move(group)),
+        member_(std::move(member)),
+        listener_(listener) {
     absl::MutexLock lock(&cluster_->mu_);
     client_ = cluster_->RegisterClient();
   }

@@ -106,8 +106,8 @@ struct FakeCrash : std::exception {
 
 struct InjectedError {
   ErrorClass error_class = ErrorClass::kRetriable;
-  int code = 0;                 // rd_kafka_resp_err_t
-  bool deadline = false;        // kDeadlineExceeded (a flush that timed out)
+  int code = 0;           // rd_kafka_resp_err_t
+  bool deadline = false;  // kDeadlineExceeded (a flush that timed out)
 };
 
 class FakeCluster {

@@ -244,7 +244,8 @@ defaults:
       // Destroying them now is the death of the process: nothing
       // uncommitted survives, the crashed clients run no callbacks.
     }
-    EXPECT_EQ(seen, nth) << "the crash point was never reached";
+    EXPECT_EQ(seen, nth) << "the crash point " << kafka::fake::PointName(point)
+                         << " was never reached";
     cluster_.SetHook(nullptr);
     auto second = MakeTestee();
     EXPECT_NE(second, nullptr);
@@ -345,8 +346,8 @@ INSTANTIATE_TEST_SUITE_P(Codes, RetriableCommitTest,
                                            RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
                                            RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS),
                          [](const auto& info) {
-                           return std::string(rd_kafka_err2name(
-                               static_cast<rd_kafka_resp_err_t>(info.param)));
+                           return std::string(
+                               rd_kafka_err2name(static_cast<rd_kafka_resp_err_t>(info.param)));
                          });
 
 // Flush timing out means "still in flight": the processor keeps waiting
@@ -420,8 +421,8 @@ TEST_F(ProcessorTest, RetriableSeekErrorDuringAReplayIsRetried) {
 
 TEST_F(ProcessorTest, FatalConsumeErrorStopsRunNamingIt) {
   SeedInput(4);
-  cluster_.FailNext(Op::kPoll,
-                    InjectedError{ErrorClass::kFatal, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
+  cluster_.FailNext(
+      Op::kPoll, InjectedError{ErrorClass::kFatal, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED});
   auto t = MakeTestee();
   ASSERT_NE(t, nullptr);
   absl::Status s = t->processor->Run();
@@ -433,8 +434,8 @@ TEST_F(ProcessorTest, FatalConsumeErrorStopsRunNamingIt) {
 
 TEST_F(ProcessorTest, FatalCommitErrorStopsRunNamingIt) {
   SeedInput(4);
-  cluster_.FailNext(Op::kCommit,
-                    InjectedError{ErrorClass::kFatal, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED});
+  cluster_.FailNext(
+      Op::kCommit, InjectedError{ErrorClass::kFatal, RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED});
   auto t = MakeTestee();
   ASSERT_NE(t, nullptr);
   absl::Status s = t->processor->Run();
@@ -504,12 +505,12 @@ TEST_F(ProcessorTest, RebalanceMidBatchFailsTheCommitAndLosesNothing) {
 // until the partner arrives; then all of it is.
 TEST_F(ProcessorTest, HalfTaskWaitsForItsPartner) {
   SeedInput(24);
-  cluster_.SetAssignor([](const std::vector<std::string>& members,
-                          const std::map<std::string, int32_t>&) {
-    std::map<std::string, std::vector<kafka::TopicPartition>> out;
-    out[members.front()] = {{"clicks", 0}, {"clicks", 1}, {"conversions", 1}};
-    return out;
-  });
+  cluster_.SetAssignor(
+      [](const std::vector<std::string>& members, const std::map<std::string, int32_t>&) {
+        std::map<std::string, std::vector<kafka::TopicPartition>> out;
+        out[members.front()] = {{"clicks", 0}, {"clicks", 1}, {"conversions", 1}};
+        return out;
+      });
   std::set<std::string> partition0;
   for (const std::string& id : expected_conversions_) {
     const std::string click = "c" + id.substr(1);

@@ -56,8 +56,8 @@ TEST_F(FakeKafkaTest, RangeAssignmentKeepsPartitionPOfEveryTopicOnOneMember) {
   ASSERT_TRUE(c1->Poll(10, absl::ZeroDuration(), &out).ok());
   ASSERT_TRUE(c2->Poll(10, absl::ZeroDuration(), &out).ok());
   // Eager: everything revoked before the new assignment.
-  EXPECT_EQ(l1.events, (std::vector<std::string>{"assign:a0,a1,b0,b1", "revoke:a0,a1,b0,b1",
-                                                  "assign:a0,b0"}));
+  EXPECT_EQ(l1.events,
+            (std::vector<std::string>{"assign:a0,a1,b0,b1", "revoke:a0,a1,b0,b1", "assign:a0,b0"}));
   EXPECT_EQ(l2.events, (std::vector<std::string>{"assign:a1,b1"}));
 }
 

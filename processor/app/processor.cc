@@ -483,6 +483,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     });
     if (reassigned.empty()) return absl::OkStatus();
     std::vector<kafka::TopicPartitionOffset> seeks;
+    seeks.reserve(reassigned.size());
     for (const auto& [tp, offset] : reassigned) seeks.push_back({tp.topic, tp.partition, offset});
     return SeekBack(seeks);
   }

@@ -301,6 +301,8 @@ TEST_F(ProcessorTest, CrashAfterProduceReplaysTheBatchWithIdenticalOutputs) {
 TEST_F(ProcessorTest, CrashAfterFlushReplaysTheBatchWithIdenticalOutputs) {
   const CoreStageCounters c = CrashAndRestart(Point::kAfterFlush, 1);
   EXPECT_EQ(c.replayed_skipped, 0u);
+  EXPECT_GT(cluster_.AllRecords("commissions").size(), expected_conversions_.size())
+      << "the crashed batch's acknowledged outputs should repeat";
   EXPECT_EQ(RejectionsByReason().count("duplicate_click"), 0u);
   EXPECT_EQ(RejectionsByReason().count("duplicate_conversion"), 0u);
   ExpectSecondRunConsumesNothing();

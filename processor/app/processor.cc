@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
@@ -165,6 +166,17 @@ struct LoopMetrics {
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_by_reason{};
 };
 
+// `status` with `context` in front of its message, keeping its code and its
+// payloads: the Kafka error class travels in a payload and Replayable()
+// decides by it (a bare absl::Status(code, message) would make every
+// delivery failure look like a non-Kafka error and stop the processor).
+absl::Status WithContext(const absl::Status& status, const std::string& context) {
+  absl::Status out(status.code(), absl::StrCat(context, status.message()));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 std::string JsonEscapeKey(std::string_view s) {
   // Reason names and counters only: [a-z_], nothing to escape.
   return absl::StrCat("\"", absl::string_view(s.data(), s.size()), "\"");
@@ -263,7 +275,9 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
         CountKafkaError("consume", polled);
         return Fail(polled);
       }
-      if (!revoked_in_poll_.empty()) DropRevoked(&batch);
+      if (!revoked_in_poll_.empty()) {
+        if (absl::Status s = DropRevoked(&batch); !s.ok()) return Fail(s);
+      }
       if (absl::Status s = HoldBackHalfTasks(&batch); !s.ok()) return Fail(s);
       RefreshLag();
       UpdateReadiness();
@@ -473,8 +487,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (held.empty()) return absl::OkStatus();
     std::vector<kafka::TopicPartitionOffset> seeks;
     for (const auto& [tp, offset] : held) seeks.push_back({tp.topic, tp.partition, offset});
-    absl::Status s = consumer_->Seek(seeks);
-    return s.ok() ? s : CountedKafkaError("seek", s);
+    return SeekBack(seeks);
   }
 
   void BlockOnCommit(const std::vector<kafka::TopicPartitionOffset>& commits) {
@@ -525,12 +538,31 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
   // Messages fetched before a revocation inside the same Poll() belong to a
-  // partition we no longer own: the new owner reads them from the last
+  // partition we may no longer own: the new owner reads them from the last
   // committed offset, so processing them here would only duplicate work.
-  void DropRevoked(std::vector<std::unique_ptr<kafka::Message>>* batch) {
-    std::erase_if(*batch, [this](const std::unique_ptr<kafka::Message>& m) {
-      return revoked_in_poll_.contains(std::make_pair(std::string(m->topic()), m->partition()));
+  // A partition revoked and assigned again inside the same Poll() (an eager
+  // rebalance that left it here) may also have delivered messages fetched
+  // after the new assignment; they are dropped with the others, so the
+  // partition is sought back to the first dropped offset, or they would be
+  // skipped for good (the state covers whatever was applied already).
+  absl::Status DropRevoked(std::vector<std::unique_ptr<kafka::Message>>* batch) {
+    std::map<kafka::TopicPartition, int64_t> reassigned;
+    std::erase_if(*batch, [&](const std::unique_ptr<kafka::Message>& m) {
+      if (!revoked_in_poll_.contains(std::make_pair(std::string(m->topic()), m->partition()))) {
+        return false;
+      }
+      kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
+      if (assigned_.contains(tp)) {
+        auto [it, inserted] = reassigned.try_emplace(tp, m->offset());
+        if (!inserted) it->second = std::min(it->second, m->offset());
+      }
+      return true;
     });
+    if (reassigned.empty()) return absl::OkStatus();
+    std::vector<kafka::TopicPartitionOffset> seeks;
+    seeks.reserve(reassigned.size());
+    for (const auto& [tp, offset] : reassigned) seeks.push_back({tp.topic, tp.partition, offset});
+    return SeekBack(seeks);
   }
 
   absl::Status ProcessBatch(const std::vector<std::unique_ptr<kafka::Message>>& batch) {
@@ -590,7 +622,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
       CountKafkaError("commit", s);
       if (kafka::ErrorClassOf(s) == kafka::ErrorClass::kFatal) {
-        return absl::Status(s.code(), absl::StrCat("committing input offsets: ", s.message()));
+        return WithContext(s, "committing input offsets: ");
       }
       // REBALANCE_IN_PROGRESS, coordinator moves, timeouts, a generation
       // that ended: the state holds these positions durably, so a replay
@@ -631,7 +663,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       }
       if (s.code() != absl::StatusCode::kDeadlineExceeded) {
         CountKafkaError("flush", s);
-        return absl::Status(s.code(), absl::StrCat("flushing batch outputs: ", s.message()));
+        return WithContext(s, "flushing batch outputs: ");
       }
       if (!awaiting_acks_) {
         awaiting_acks_ = true;
@@ -647,6 +679,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           stop_deadline = now + options_.shutdown_timeout;
         }
         if (now >= stop_deadline) {
+          // Without the Kafka class on purpose: giving up is our decision,
+          // so Run() stops (Fail) instead of replaying the batch.
           return absl::Status(s.code(),
                               absl::StrCat("stopping with outputs unacknowledged: ", s.message()));
         }
@@ -673,18 +707,41 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     for (const auto& [tp, offset] : first) {
       if (assigned_.contains(tp)) seeks.push_back({tp.topic, tp.partition, offset});
     }
-    if (absl::Status s = consumer_->Seek(seeks); !s.ok()) return CountedKafkaError("seek", s);
+    if (absl::Status s = SeekBack(seeks); !s.ok()) return s;
     {
       absl::MutexLock lock(&summary_mu_);
       ++summary_.batch_replays;
     }
-    // Interruptible: Stop() is seen within one slice.
+    Backoff();
+    return absl::OkStatus();
+  }
+
+  // Interruptible: Stop() is seen within one slice.
+  void Backoff() {
     const absl::Time until = absl::Now() + options_.retry_backoff;
     while (!stop_.load(std::memory_order_acquire) && absl::Now() < until) {
       producer_->Poll(absl::Milliseconds(50));
       Heartbeat();
     }
-    return absl::OkStatus();
+  }
+
+  // A seek the next Poll() depends on (a replay, held-back messages):
+  // consuming on without it would skip those messages, so a retriable
+  // failure is retried after the backoff until it succeeds or Stop() is
+  // requested. No rebalance can intervene (they happen inside Poll()).
+  absl::Status SeekBack(const std::vector<kafka::TopicPartitionOffset>& seeks) {
+    for (;;) {
+      absl::Status s = consumer_->Seek(seeks);
+      if (s.ok()) return s;
+      CountKafkaError("seek", s);
+      if (kafka::ErrorClassOf(s) != kafka::ErrorClass::kRetriable ||
+          stop_.load(std::memory_order_acquire)) {
+        return s;
+      }
+      TALLY_LOG(kWarning, kLog, "seek failed (", s.message(), "); retrying after ",
+                absl::FormatDuration(options_.retry_backoff));
+      Backoff();
+    }
   }
 
   // Kafka errors of any class but kFatal end the batch for a replay; other
@@ -807,8 +864,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     absl::Status s = producer_->Produce(topic, -1, key, scratch_);
     if (!s.ok()) {
       CountKafkaError("produce", s);
-      produce_error_ =
-          absl::Status(s.code(), absl::StrCat("producing to '", topic, "': ", s.message()));
+      produce_error_ = WithContext(s, absl::StrCat("producing to '", topic, "': "));
     }
   }
 

@@ -17,7 +17,8 @@
 //
 // Errors, by kafka::ErrorClass: a batch whose outputs cannot all be
 // acknowledged (a produce or delivery error of any class but kFatal) is
-// aborted in the stage and replayed from its first offsets after a backoff;
+// aborted in the stage and replayed from its first offsets after a backoff
+// (a seek back that fails transiently is retried, never skipped);
 // a flush that times out keeps waiting (not ready) while the broker is away,
 // consuming nothing, so memory stays bounded; a failed offset commit is
 // retried by the next batch's commit (the state already holds the
@@ -124,7 +125,12 @@ class Processor {
 
   // Runs until Stop(), idle (see stop_when_idle) or a fatal error. On a clean
   // return the last batch is flushed and committed and the consumer has left
-  // the group.
+  // the group. Whatever the return, the consumer is closed (its revoke
+  // callback has run) and no batch is half committed: a failing final flush
+  // is returned as the error (every committed batch was flushed before its
+  // commit, so it puts nothing committed at risk), and a Stop() while a
+  // batch's outputs stay unacknowledged past shutdown_timeout returns an
+  // error with that batch uncommitted (replayed by the next owner).
   absl::Status Run();
   // Thread-safe, async-signal-unsafe (call from a normal thread).
   void Stop();

@@ -288,6 +288,11 @@ int KafkaErrorCode(const absl::Status& status) {
   return code;
 }
 
+absl::Status MakeKafkaError(ErrorClass error_class, int rd_kafka_resp_err, std::string_view what,
+                            bool deadline) {
+  return internal::KafkaStatus(error_class, rd_kafka_resp_err, what, /*detail=*/"", deadline);
+}
+
 namespace internal {
 
 absl::Status KafkaStatus(ErrorClass error_class, int code, std::string_view context,

@@ -49,6 +49,13 @@ std::string_view ErrorClassName(ErrorClass error_class);
 std::optional<ErrorClass> ErrorClassOf(const absl::Status& status);
 // The rd_kafka_resp_err_t code carried by `status`, or 0 if none.
 int KafkaErrorCode(const absl::Status& status);
+// A classified status exactly as this component builds one for a librdkafka
+// failure (payload, canonical code, librdkafka's name of the code in the
+// message), for implementations of these interfaces outside librdkafka
+// (the in-process fake). `deadline` selects kDeadlineExceeded: one of our own
+// time limits ran out (a flush that timed out with messages in flight).
+absl::Status MakeKafkaError(ErrorClass error_class, int rd_kafka_resp_err, std::string_view what,
+                            bool deadline = false);
 
 // True for property keys whose values are secrets: the key contains
 // "password", "secret", "sasl.oauthbearer" or "ssl.key" (case-insensitive).

@@ -323,6 +323,8 @@ class RdConsumer final : public Consumer {
   RdConsumerImpl& impl() { return *impl_; }
 
  private:
+  absl::Status SetPaused(const std::vector<TopicPartition>& partitions, bool paused);
+
   std::unique_ptr<RdConsumerImpl> impl_;
 };
 
@@ -503,28 +505,31 @@ absl::Status RdConsumer::Seek(const std::vector<TopicPartitionOffset>& offsets) 
 }
 
 absl::Status RdConsumer::Pause(const std::vector<TopicPartition>& partitions) {
-  if (partitions.empty()) return absl::OkStatus();
-  internal::OwnedPartitions list;
-  for (const TopicPartition& p : partitions) {
-    list.list.push_back(RdKafka::TopicPartition::create(p.topic, p.partition));
-  }
-  RdKafka::ErrorCode err = impl_->handle->pause(list.list);
-  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka pause");
-  absl::MutexLock lock(&impl_->mu);
-  for (const TopicPartition& p : partitions) impl_->paused.insert(p);
-  return absl::OkStatus();
+  return SetPaused(partitions, true);
 }
 
 absl::Status RdConsumer::Resume(const std::vector<TopicPartition>& partitions) {
+  return SetPaused(partitions, false);
+}
+
+absl::Status RdConsumer::SetPaused(const std::vector<TopicPartition>& partitions, bool paused) {
   if (partitions.empty()) return absl::OkStatus();
   internal::OwnedPartitions list;
   for (const TopicPartition& p : partitions) {
     list.list.push_back(RdKafka::TopicPartition::create(p.topic, p.partition));
   }
-  RdKafka::ErrorCode err = impl_->handle->resume(list.list);
-  if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka resume");
+  RdKafka::ErrorCode err =
+      paused ? impl_->handle->pause(list.list) : impl_->handle->resume(list.list);
+  if (err != RdKafka::ERR_NO_ERROR)
+    return KafkaStatus(err, paused ? "kafka pause" : "kafka resume");
   absl::MutexLock lock(&impl_->mu);
-  for (const TopicPartition& p : partitions) impl_->paused.erase(p);
+  for (const TopicPartition& p : partitions) {
+    if (paused) {
+      impl_->paused.insert(p);
+    } else {
+      impl_->paused.erase(p);
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -273,17 +273,51 @@ struct RdConsumerImpl {
     });
     lag = std::move(lags);
     brokers_up.store(any_broker_up, std::memory_order_relaxed);
+    // A report of a connection up well after the last connection error
+    // means the broker is back, even if nothing was consumed since.
+    if (any_broker_up &&
+        NowMs() - last_broker_error_ms.load(std::memory_order_relaxed) > kReachableAfterErrorMs) {
+      MarkBrokerOk();
+    }
   }
+
+  static int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
+  // Connection-level errors (the broker closed or refused the connection,
+  // its name does not resolve, every broker down) make the brokers
+  // unreachable until a fetch or commit succeeds again, or a statistics
+  // report shows a connection up kReachableAfterErrorMs after the last
+  // such error. librdkafka repeats these errors at every reconnect attempt
+  // while the broker is away; the statistics alone (every 5 s) can miss an
+  // outage shorter than their interval.
+  void OnError(RdKafka::ErrorCode err) {
+    switch (err) {
+      case RdKafka::ERR__TRANSPORT:
+      case RdKafka::ERR__ALL_BROKERS_DOWN:
+      case RdKafka::ERR__RESOLVE:
+        last_broker_error_ms.store(NowMs(), std::memory_order_relaxed);
+        broker_error_pending.store(true, std::memory_order_relaxed);
+        return;
+      default:
+        return;
+    }
+  }
+  void MarkBrokerOk() { broker_error_pending.store(false, std::memory_order_relaxed); }
+  static constexpr int64_t kReachableAfterErrorMs = 2000;
 
   // Written by the statistics callback (polling thread), read by health
   // checks on any thread; relaxed: an isolated flag, nothing else is
   // published through it.
   std::atomic<bool> brokers_up{true};
+  // Set by connection errors, cleared by evidence the broker is back (see
+  // OnError). relaxed, like brokers_up: isolated flags.
+  std::atomic<int64_t> last_broker_error_ms{0};
+  std::atomic<bool> broker_error_pending{false};
 
   // Declaration order is destruction order reversed: everything the
   // callbacks touch is declared before `handle`, so it outlives it.
   RebalanceListener* listener = nullptr;  // not owned; outlives the consumer
-  internal::LogEventCb event_cb{"consumer", [this](std::string_view json) { OnStatistics(json); }};
+  internal::LogEventCb event_cb{"consumer", [this](std::string_view json) { OnStatistics(json); },
+                                [this](RdKafka::ErrorCode err) { OnError(err); }};
   RebalanceCb rebalance_cb{this};
   Properties props;
   bool closed = false;  // polling thread only
@@ -405,6 +439,7 @@ absl::Status RdConsumer::Poll(size_t max_messages, absl::Duration timeout,
     const RdKafka::ErrorCode err = message->err();
     switch (err) {
       case RdKafka::ERR_NO_ERROR: {
+        impl_->MarkBrokerOk();
         auto ours = std::make_unique<RdMessage>(std::move(message));
         {
           absl::MutexLock lock(&impl_->mu);
@@ -465,6 +500,7 @@ absl::Status RdConsumer::Commit(const std::vector<TopicPartitionOffset>& offsets
                          absl::StrCat("kafka commit of ", p->topic(), "[", p->partition(), "]"));
     }
   }
+  impl_->MarkBrokerOk();
   return absl::OkStatus();
 }
 
@@ -539,7 +575,8 @@ std::vector<PartitionLag> RdConsumer::Lag() const {
 }
 
 bool RdConsumer::BrokersReachable() const {
-  return impl_->brokers_up.load(std::memory_order_relaxed);
+  return impl_->brokers_up.load(std::memory_order_relaxed) &&
+         !impl_->broker_error_pending.load(std::memory_order_relaxed);
 }
 
 absl::Status RdConsumer::Close() {

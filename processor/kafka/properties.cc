@@ -109,6 +109,7 @@ void LogEventCb::event_cb(RdKafka::Event& event) {
       }
       break;
     case RdKafka::Event::EVENT_ERROR:
+      if (on_error_) on_error_(event.err());
       if (event.fatal()) {
         TALLY_LOG(kError, "kafka", role_, " fatal error: ", RdKafka::err2str(event.err()), ": ",
                   event.str());

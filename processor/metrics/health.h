@@ -61,6 +61,13 @@ class Health {
 
   absl::Duration stall_after() const { return stall_after_; }
 
+  // Readiness also fails while the loop has not heartbeat for `bound`
+  // (default: never): one call that blocks that long (an offset commit
+  // waiting for an unreachable coordinator, a produce on a full queue)
+  // means the instance is not processing, well before liveness gives up.
+  // Any thread; takes effect at once.
+  void SetUnreadyAfterSilence(absl::Duration bound);
+
  private:
   const absl::Duration stall_after_;
   const Clock clock_;
@@ -68,6 +75,9 @@ class Health {
   // that publishes no other data, and a reader a few nanoseconds late only
   // sees a heartbeat a few nanoseconds older.
   std::atomic<int64_t> last_heartbeat_ns_;
+  // SetUnreadyAfterSilence's bound in nanoseconds (INT64_MAX: none). Relaxed:
+  // an isolated configuration value.
+  std::atomic<int64_t> unready_after_silence_ns_{INT64_MAX};
 
   // std::mutex rather than absl::Mutex: Debian's Abseil is not built with
   // ThreadSanitizer (see processor/dedup/deduplicator.h).

@@ -49,6 +49,24 @@ TEST_F(HealthTest, LiveRightAfterConstructionAndWhileHeartbeating) {
   }
 }
 
+TEST_F(HealthTest, NotReadyWhileOneCallBlocksLongerThanTheSilenceBound) {
+  // Given a ready loop with a 3 s silence bound,
+  std::unique_ptr<Health> health = MakeHealth(absl::Seconds(60));
+  health->SetUnreadyAfterSilence(absl::Seconds(3));
+  health->SetReady(true, "");
+  health->Heartbeat();
+  clock_.Advance(absl::Seconds(2));
+  EXPECT_TRUE(health->Readiness().ok);
+  // when one iteration blocks past the bound, readiness fails (liveness not),
+  clock_.Advance(absl::Seconds(1));
+  EXPECT_FALSE(health->Readiness().ok);
+  EXPECT_THAT(health->Readiness().text, testing::HasSubstr("inside one call for 3s"));
+  EXPECT_TRUE(health->Liveness().ok);
+  // and the next heartbeat makes it ready again.
+  health->Heartbeat();
+  EXPECT_TRUE(health->Readiness().ok);
+}
+
 TEST_F(HealthTest, StalledOnceNoHeartbeatForStallAfter) {
   // Given a loop that heartbeat once and then stopped,
   std::unique_ptr<Health> health = MakeHealth(absl::Seconds(60));

@@ -66,13 +66,20 @@ class LogEventCb : public RdKafka::EventCb {
   // `on_stats` (may be null) receives librdkafka's statistics JSON, on the
   // polling thread, when statistics.interval.ms is set.
   using StatsHandler = std::function<void(std::string_view json)>;
-  explicit LogEventCb(std::string client_role, StatsHandler on_stats = nullptr)
-      : role_(std::move(client_role)), on_stats_(std::move(on_stats)) {}
+  // `on_error` (may be null) receives the code of every error event, on the
+  // thread that serves them (see above).
+  using ErrorHandler = std::function<void(RdKafka::ErrorCode err)>;
+  explicit LogEventCb(std::string client_role, StatsHandler on_stats = nullptr,
+                      ErrorHandler on_error = nullptr)
+      : role_(std::move(client_role)),
+        on_stats_(std::move(on_stats)),
+        on_error_(std::move(on_error)) {}
   void event_cb(RdKafka::Event& event) override;
 
  private:
   const std::string role_;  // "producer" / "consumer", prefixes each line
   const StatsHandler on_stats_;
+  const ErrorHandler on_error_;
 };
 
 }  // namespace tally::kafka::internal

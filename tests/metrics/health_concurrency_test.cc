@@ -11,25 +11,12 @@
 
 #include "absl/time/time.h"
 #include "processor/metrics/health.h"
+#include "tests/metrics/fake_clock.h"
 
 namespace tally {
 namespace {
 
-class FakeClock {
- public:
-  absl::Time Now() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    now_ += d;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
-};
+using testing_support::FakeClock;
 
 TEST(HealthConcurrencyTest, LoopWritesWhileProbesReadNeverTorn) {
   FakeClock clock;

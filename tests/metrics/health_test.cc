@@ -7,28 +7,14 @@
 #include <mutex>
 
 #include "absl/time/time.h"
+#include "tests/metrics/fake_clock.h"
 
 namespace tally {
 namespace {
 
 using ::testing::StrEq;
 
-// A clock the test moves by hand; thread-safe like the real one.
-class FakeClock {
- public:
-  absl::Time Now() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    now_ += d;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
-};
+using testing_support::FakeClock;
 
 class HealthTest : public ::testing::Test {
  protected:

@@ -16,6 +16,7 @@
 #include "processor/metrics/health.h"
 #include "processor/metrics/internal/process_collector.h"
 #include "prometheus/counter.h"
+#include "tests/metrics/fake_clock.h"
 
 namespace tally {
 namespace {
@@ -122,22 +123,7 @@ class MetricsServerTest : public ::testing::Test {
   }
 };
 
-// A clock the test moves by hand; read by civetweb threads too.
-class FakeClock {
- public:
-  absl::Time Now() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return now_;
-  }
-  void Advance(absl::Duration d) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    now_ += d;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  absl::Time now_ = absl::FromUnixSeconds(1'700'000'000);
-};
+using testing_support::FakeClock;
 
 class ProbeTest : public MetricsServerTest {
  protected:

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "processor/common/log.h"
 #include "processor/dedup/dedup_key.h"
 #include "prometheus/counter.h"
@@ -127,6 +128,9 @@ struct CoreStage::Task {
   // stored position (state gap detection).
   bool clicks_resume_checked = false;
   bool conversions_resume_checked = false;
+  // The store is being rebuilt from the changelog (no joiner yet; the
+  // Processor holds its input back).
+  bool restoring = false;
 };
 
 CoreStage::CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers)
@@ -141,7 +145,7 @@ CoreStage::~CoreStage() {
 
 absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
     const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
-    prometheus::Registry* registry) {
+    prometheus::Registry* registry, std::unique_ptr<Restorer> restorer) {
   if (offers == nullptr) return absl::InvalidArgumentError("offers.file: no offers catalog");
   if (offers->max_attribution_window_ms() > options.dedup.horizon_ms) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -158,6 +162,7 @@ absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
   stage->fraud_ = std::move(*fraud);
   if (absl::Status s = stage->RebuildDeduplicator(); !s.ok()) return s;
   if (registry != nullptr) stage->metrics_ = std::make_unique<Metrics>(*registry);
+  stage->restorer_ = std::move(restorer);
   return stage;
 }
 
@@ -173,6 +178,8 @@ CoreStageCounters CoreStage::counters() const { return counters_; }
 void CoreStage::CountPending() {
   uint64_t pending = 0;
   for (const auto& [partition, task] : tasks_) {
+    // A restoring store belongs to the restorer's thread.
+    if (task->restoring) continue;
     pending += static_cast<uint64_t>(task->store->pending_count());
   }
   counters_.pending = pending;
@@ -192,9 +199,9 @@ absl::Status CoreStage::RebuildDeduplicator() {
   // Warm up from the newest event time any open store has seen: keys older
   // than horizon + skew before it can no longer matter (kTooOld).
   TimestampMs latest = kNoWatermark;
-  for (int32_t p : stores_->open_partitions()) {
-    TaskStore* store = stores_->Find(p);
-    latest = std::max({latest, store->click_watermark(), store->conversion_watermark()});
+  for (const auto& [p, task] : tasks_) {
+    if (task->restoring) continue;  // the restorer's thread owns it
+    latest = std::max({latest, task->store->click_watermark(), task->store->conversion_watermark()});
   }
   const TimestampMs since =
       latest == kNoWatermark ? kNoWatermark
@@ -209,7 +216,7 @@ absl::Status CoreStage::RebuildDeduplicator() {
 
 CoreStage::Task* CoreStage::TaskFor(int32_t partition) {
   auto it = tasks_.find(partition);
-  if (it != tasks_.end()) return it->second.get();
+  if (it != tasks_.end() && !it->second->restoring) return it->second.get();
   // The Processor hands over events of open (whole, assigned) tasks only.
   // Opening a store here would process a partition this instance does not
   // own; fail the batch instead.
@@ -220,7 +227,7 @@ CoreStage::Task* CoreStage::TaskFor(int32_t partition) {
 
 bool CoreStage::AlreadyCovered(const EventSource& source) {
   auto it = tasks_.find(source.partition);
-  if (it == tasks_.end()) return false;  // OnClick/OnConversion report it
+  if (it == tasks_.end() || it->second->restoring) return false;  // OnClick/OnConversion report it
   if (!AlreadyApplied(*it->second, source)) return false;
   ++counters_.replayed_skipped;
   return true;
@@ -359,6 +366,8 @@ absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, 
 }
 
 void CoreStage::AbortBatch() {
+  prepared_.clear();
+  changelog_ = nullptr;
   for (auto& [partition, task] : tasks_) {
     if (!task->touched) continue;
     task->joiner->Abort();
@@ -376,6 +385,7 @@ absl::Status CoreStage::RebuildFloodCounts() {
   fraud_->ClearFloodCounts();
   TimestampMs latest = kNoWatermark;
   for (const auto& [partition, task] : tasks_) {
+    if (task->restoring) continue;
     latest = std::max(latest, task->store->click_watermark());
   }
   const int64_t since = latest == kNoWatermark ? std::numeric_limits<int64_t>::min()
@@ -383,6 +393,7 @@ absl::Status CoreStage::RebuildFloodCounts() {
   const int64_t window_ms = options_.fraud.flood_window_ms;
   uint64_t entries = 0, clicks = 0;
   for (const auto& [partition, task] : tasks_) {
+    if (task->restoring) continue;
     absl::Status s = task->store->ForEachFloodCount(
         since, [&](int64_t window_start, const std::array<uint8_t, 16>& ip, uint64_t count) {
           fraud_->RestoreFloodCount(IpAddress::FromBytes(ip), window_start / window_ms, count);
@@ -399,8 +410,77 @@ absl::Status CoreStage::RebuildFloodCounts() {
   return absl::OkStatus();
 }
 
+absl::Status CoreStage::WriteChangelog(const std::vector<Position>& next_offsets,
+                                       ChangelogSink& changelog) {
+  if (!error_.ok()) return error_;
+  std::map<int32_t, std::vector<InputPosition>> by_partition;
+  for (const Position& p : next_offsets) {
+    by_partition[p.partition].push_back(InputPosition{p.topic, p.next_offset});
+  }
+  prepared_.clear();
+  changelog_ = &changelog;
+  for (auto& [partition, task] : tasks_) {
+    if (task->restoring) continue;
+    auto it = by_partition.find(partition);
+    if (!task->touched && it == by_partition.end() && !task->store->has_compensation()) continue;
+    static const std::vector<InputPosition> kNone;
+    absl::Status s = task->store->PrepareCommit(it == by_partition.end() ? kNone : it->second);
+    if (s.ok()) {
+      s = task->store->ForEachChangelogRecord(
+          [&, p = partition](std::string_view key, const std::string* value) {
+            return changelog.Record(p, key, value);
+          });
+    }
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("partition ", partition,
+                                                 ": writing the changelog: ", s.message()));
+    }
+    task->touched = true;  // committed by CommitBatch even if no event changed it
+    prepared_.push_back(partition);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CoreStage::WriteMarkers(ChangelogSink& changelog) {
+  for (int32_t p : prepared_) {
+    if (absl::Status s = changelog.Marker(p); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CoreStage::ApplyPrepared() {
+  for (int32_t p : prepared_) {
+    Task& task = *tasks_.at(p);
+    std::optional<int64_t> next = changelog_->MarkerNext(p);
+    if (!next.has_value()) {
+      return absl::InternalError(
+          absl::StrCat("partition ", p, ": the changelog marker of the batch has no offset"));
+    }
+    if (absl::Status s = task.store->ApplyCommit(next); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("partition ", p, ": ", s.message()));
+    }
+    task.joiner->Committed();
+    task.touched = false;
+  }
+  prepared_.clear();
+  changelog_ = nullptr;
+  return absl::OkStatus();
+}
+
 absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
   if (!error_.ok()) return error_;
+  if (changelog_ != nullptr) {
+    // Without fsync (the changelog is the durable copy), one write per
+    // task: cheap enough to run on this thread.
+    if (absl::Status s = ApplyPrepared(); !s.ok()) return s;
+    if (dedup_batch_ != nullptr) dedup_->Commit(std::move(dedup_batch_));
+    if (dedup_stale_) {
+      if (absl::Status s = RebuildDeduplicator(); !s.ok()) return s;
+    }
+    CountPending();
+    PublishMetrics();
+    return absl::OkStatus();
+  }
   // Positions per partition: partition p of both inputs is one task.
   std::map<int32_t, std::vector<InputPosition>> by_partition;
   for (const Position& p : next_offsets) {
@@ -415,6 +495,7 @@ absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
   static const std::vector<InputPosition> kNone;
   std::vector<Job> jobs;
   for (auto& [partition, task] : tasks_) {
+    if (task->restoring) continue;
     auto it = by_partition.find(partition);
     if (!task->touched && it == by_partition.end()) continue;
     jobs.push_back(Job{partition, task.get(), it == by_partition.end() ? &kNone : &it->second, {}});
@@ -498,16 +579,21 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
     }
     auto task = std::make_unique<Task>();
     task->store = *store;
-    JoinOptions join = options_.join;
-    join.max_pending_conversions =
-        options_.max_pending_conversions <= 0
-            ? 0
-            : std::max<int64_t>(1, options_.max_pending_conversions / input_partitions_);
-    task->joiner = std::make_unique<Joiner>(*store, offers_.get(), join);
-    tasks_.emplace(p, std::move(task));
+    Task& t = *tasks_.emplace(p, std::move(task)).first->second;
+    if (restorer_ != nullptr) {
+      // The local store holds the changelog up to its checkpoint; the tail
+      // (everything, on an empty volume) is restored on the restorer's
+      // thread while the other tasks go on.
+      t.restoring = true;
+      TALLY_LOG(kInfo, kLog, "partition ", p, ": state opened at ", t.store->directory(),
+                ", restoring from changelog offset ",
+                t.store->changelog_offset().has_value() ? absl::StrCat(*t.store->changelog_offset())
+                                                        : "start");
+      restorer_->Start(p, t.store);
+      continue;
+    }
+    Activate(p, t);
     grew = true;
-    TALLY_LOG(kInfo, kLog, "partition ", p, ": state opened at ", (*store)->directory(),
-              ", pending ", (*store)->pending_count());
   }
   CountPending();
   // The shared dedup table must know the committed ids of every partition
@@ -525,10 +611,73 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
   }
 }
 
+void CoreStage::Activate(int32_t partition, Task& task) {
+  JoinOptions join = options_.join;
+  join.max_pending_conversions =
+      options_.max_pending_conversions <= 0
+          ? 0
+          : std::max<int64_t>(1, options_.max_pending_conversions / input_partitions_);
+  task.joiner = std::make_unique<Joiner>(task.store, offers_.get(), join);
+  task.restoring = false;
+  TALLY_LOG(kInfo, kLog, "partition ", partition, ": task ready at ", task.store->directory(),
+            ", pending ", task.store->pending_count());
+}
+
+bool CoreStage::TaskReady(int32_t partition) const {
+  auto it = tasks_.find(partition);
+  return it != tasks_.end() && !it->second->restoring;
+}
+
+int CoreStage::RestoringTasks() const {
+  int n = 0;
+  for (const auto& [p, task] : tasks_) n += task->restoring ? 1 : 0;
+  return n;
+}
+
+std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32_t>* ready) {
+  std::vector<Position> positions;
+  if (restorer_ == nullptr) return positions;
+  bool grew = false;
+  for (RestoreResult& r : restorer_->TakeFinished()) {
+    auto it = tasks_.find(r.partition);
+    if (it == tasks_.end() || !it->second->restoring) continue;
+    Task& task = *it->second;
+    if (!r.status.ok()) {
+      // Retriable by nature (the broker, the reader): the store keeps what
+      // was applied with its offset, so the next attempt resumes there.
+      TALLY_LOG(kWarning, kLog, "partition ", r.partition, ": restore failed (",
+                r.status.ToString(), "); retrying");
+      restorer_->Start(r.partition, task.store);
+      continue;
+    }
+    TALLY_LOG(kInfo, kLog, "partition ", r.partition, ": restored ", r.records,
+              " changelog records (offsets ", r.from_offset, " .. ", r.to_offset, ") in ",
+              absl::StrFormat("%.3f", r.seconds), " s",
+              r.tail_records > 0
+                  ? absl::StrCat("; ", r.tail_records,
+                                 " records after the last marker (a transaction that never "
+                                 "completed) discarded, to be compensated")
+                  : "");
+    Activate(r.partition, task);
+    grew = true;
+    ready->push_back(r.partition);
+    for (const InputPosition& ip : task.store->positions()) {
+      positions.push_back(Position{ip.topic, r.partition, ip.next_offset});
+    }
+  }
+  if (grew) {
+    Remember(RebuildFloodCounts());
+    Remember(RebuildDeduplicator());
+    CountPending();
+  }
+  return positions;
+}
+
 void CoreStage::OnPartitionsRevoked(const std::vector<int32_t>& partitions) {
   for (int32_t p : partitions) {
     auto it = tasks_.find(p);
     if (it == tasks_.end()) continue;
+    if (it->second->restoring && restorer_ != nullptr) restorer_->Cancel(p);
     it->second->joiner.reset();
     tasks_.erase(it);
     // Committed state stays on disk: if the partition comes back, it

@@ -33,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "processor/app/pipeline.h"
+#include "processor/app/restorer.h"
 #include "processor/dedup/deduplicator.h"
 #include "processor/fraud/fraud_filter.h"
 #include "processor/join/joiner.h"
@@ -55,6 +56,9 @@ struct CoreStageOptions {
   // processing.max_pending_conversions, divided among the input partitions
   // (so a partition behaves the same on whichever instance runs it).
   int64_t max_pending_conversions = 1'000'000;
+  // The state changelog (docs/design.md §10); empty: no changelog (state
+  // lives on the local volume only).
+  std::string changelog_topic;
 };
 
 // Monotonic counters for the summary and metrics.
@@ -74,9 +78,11 @@ class CoreStage final : public PipelineStage {
   // Metrics (tally_pending_conversions, tally_dedup_*, tally_fraud_*,
   // tally_state_*) are registered in `registry` when it is not null; they
   // are refreshed once per committed batch.
+  // `restorer` (with a changelog) rebuilds each newly assigned task from
+  // the changelog before the task is ready; null: tasks are ready at once.
   static absl::StatusOr<std::unique_ptr<CoreStage>> Create(
       const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
-      prometheus::Registry* registry = nullptr);
+      prometheus::Registry* registry = nullptr, std::unique_ptr<Restorer> restorer = nullptr);
   ~CoreStage() override;
 
   bool AlreadyCovered(const EventSource& source) override;
@@ -87,6 +93,12 @@ class CoreStage final : public PipelineStage {
   void AbortBatch() override;
   void OnPartitionsAssigned(const std::vector<int32_t>& partitions) override;
   void OnPartitionsRevoked(const std::vector<int32_t>& partitions) override;
+  absl::Status WriteChangelog(const std::vector<Position>& next_offsets,
+                              ChangelogSink& changelog) override;
+  absl::Status WriteMarkers(ChangelogSink& changelog) override;
+  bool TaskReady(int32_t partition) const override;
+  int RestoringTasks() const override;
+  std::vector<Position> TakeReadyTasks(std::vector<int32_t>* ready) override;
 
   // The input partition count (for the pending share).
   void SetInputPartitionCount(int32_t partitions) override;
@@ -112,6 +124,11 @@ class CoreStage final : public PipelineStage {
   absl::Status RebuildFloodCounts();
   void PublishMetrics();
   void CountPending();
+  // The task's store is complete: its joiner starts and the shared tables
+  // learn its state.
+  void Activate(int32_t partition, Task& task);
+  // Applies the batch locally after the changelog transaction committed.
+  absl::Status ApplyPrepared();
 
   const CoreStageOptions options_;
   const std::shared_ptr<const OffersCatalog> offers_;
@@ -125,6 +142,11 @@ class CoreStage final : public PipelineStage {
   bool dedup_stale_ = true;
   CoreStageCounters counters_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Restorer> restorer_;
+  // Between WriteChangelog and CommitBatch: the tasks whose batch is staged
+  // and where their markers go.
+  std::vector<int32_t> prepared_;
+  ChangelogSink* changelog_ = nullptr;
 };
 
 }  // namespace tally

@@ -12,6 +12,7 @@
 #define TALLY_PROCESSOR_APP_PIPELINE_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,23 @@ class Outputs {
   virtual void Unattributed(const UnattributedConversion& conversion) = 0;
   // The event was taken into state (an accepted click, a pending conversion).
   virtual void Retained(const EventSource& source) = 0;
+};
+
+// Where a stage writes its state changelog (docs/design.md §10), implemented
+// by the Processor: records go to partition `partition` of the changelog
+// topic, in the batch's transaction under exactly-once.
+class ChangelogSink {
+ public:
+  virtual ~ChangelogSink() = default;
+  // value nullptr: a tombstone.
+  virtual absl::Status Record(int32_t partition, std::string_view key,
+                              const std::string* value) = 0;
+  // Closes the task's changelog batch (produced after every record and
+  // output of the batch was acknowledged).
+  virtual absl::Status Marker(int32_t partition) = 0;
+  // Once the batch is committed: the changelog offset after `partition`'s
+  // marker of this batch.
+  virtual std::optional<int64_t> MarkerNext(int32_t partition) const = 0;
 };
 
 // A processing stage. Called from the Processor's single polling thread:
@@ -79,6 +97,24 @@ class PipelineStage {
   virtual absl::Status CommitBatch(const std::vector<Position>& /*next_offsets*/) {
     return absl::OkStatus();
   }
+  // With a changelog: after EndBatch, before the outputs are flushed, the
+  // stage stages the batch's state with `next_offsets` and writes it as
+  // changelog records; after the flush, WriteMarkers closes each task's
+  // changelog batch; CommitBatch (after the transaction committed, or after
+  // the markers were acknowledged under at-least-once) applies the state
+  // locally with the marker offsets.
+  virtual absl::Status WriteChangelog(const std::vector<Position>& /*next_offsets*/,
+                                      ChangelogSink& /*changelog*/) {
+    return absl::OkStatus();
+  }
+  virtual absl::Status WriteMarkers(ChangelogSink& /*changelog*/) { return absl::OkStatus(); }
+  // Tasks whose state is still being restored (their input is held back:
+  // the Processor hands over events of ready tasks only).
+  virtual bool TaskReady(int32_t /*partition*/) const { return true; }
+  virtual int RestoringTasks() const { return 0; }
+  // Tasks that became ready since the last call, with the input positions
+  // their state holds (the Processor moves the consumer there).
+  virtual std::vector<Position> TakeReadyTasks(std::vector<int32_t>* /*ready*/) { return {}; }
   // The batch will not be committed (its outputs could not all be
   // acknowledged): forget every uncommitted change; the Processor replays
   // the batch's events from their first offsets.

@@ -131,6 +131,9 @@ class Joiner {
   // Makes every change since the last Commit durable, atomically with the
   // partition's next input offsets.
   absl::Status Commit(const std::vector<InputPosition>& positions);
+  // The store committed this joiner's batch by itself (TaskStore::
+  // PrepareCommit + ApplyCommit around the changelog transaction).
+  void Committed() { committed_counters_ = counters_; }
   // Drops every change since the last Commit (state and counters).
   void Abort();
 

@@ -353,6 +353,10 @@ absl::Status TaskStore::LoadMeta() {
       }
     } else if (key == codec::kMetaDedupWatermark) {
       if (!r.Time(&committed_dedup_wm_)) return absl::DataLossError("state store: corrupt wm");
+    } else if (key == codec::kMetaChangelogNext) {
+      int64_t next;
+      if (!r.ZigZag(&next)) return absl::DataLossError("state store: corrupt changelog offset");
+      changelog_offset_ = next;
     } else if (StartsWith(key, codec::kMetaOffsetPrefix)) {
       int64_t offset;
       if (!r.ZigZag(&offset)) return absl::DataLossError("state store: corrupt offset");
@@ -675,6 +679,12 @@ absl::Status TaskStore::PutDedupKey(const DedupKey& key, TimestampMs event_time_
 }
 
 absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
+  if (absl::Status s = PrepareCommit(positions); !s.ok()) return s;
+  return ApplyCommit(std::nullopt);
+}
+
+absl::Status TaskStore::PrepareCommit(const std::vector<InputPosition>& positions) {
+  if (prepared_) return absl::FailedPreconditionError("state store: batch prepared twice");
   rocksdb::ColumnFamilyHandle* meta = cf(StoreFamily::kMeta);
   rocksdb::Status s;
   // Positions only move forward: a replayed batch that the state already
@@ -720,12 +730,141 @@ absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
     s = batch_->Put(meta, ToSlice(key), codec::TimeBytes(wm));
     if (!s.ok()) return FromRocks(s, "commit");
   }
+  prepared_positions_ = std::move(next);
+  prepared_covered_ = std::move(covered);
+  prepared_ = true;
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Collects a WriteBatch's operations per changelog key (the last one wins:
+// the batch index reads the same way).
+class ChangelogCollector final : public rocksdb::WriteBatch::Handler {
+ public:
+  enum class Op { kPut, kDelete, kMerge };
+  explicit ChangelogCollector(const std::map<uint32_t, StoreFamily>& families)
+      : families_(families) {}
+
+  rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key,
+                        const rocksdb::Slice& value) override {
+    Add(cf, key, Op::kPut, value);
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    Add(cf, key, Op::kDelete, {});
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status SingleDeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+    Add(cf, key, Op::kDelete, {});
+    return rocksdb::Status::OK();
+  }
+  rocksdb::Status MergeCF(uint32_t cf, const rocksdb::Slice& key,
+                          const rocksdb::Slice& /*value*/) override {
+    Add(cf, key, Op::kMerge, {});
+    return rocksdb::Status::OK();
+  }
+
+  struct Entry {
+    StoreFamily family;
+    std::string key;  // the family's own key
+    Op op;
+    std::string value;
+  };
+  std::map<std::string, Entry>& entries() { return entries_; }
+
+ private:
+  void Add(uint32_t cf, const rocksdb::Slice& key, Op op, const rocksdb::Slice& value) {
+    auto family = families_.find(cf);
+    if (family == families_.end()) return;
+    std::string_view k(key.data(), key.size());
+    // The verdict journal is local: it pins verdicts for replays of this
+    // store's own input, and means nothing to a restored copy.
+    if (family->second == StoreFamily::kFlood && StartsWith(k, "j")) return;
+    std::string changelog_key(1, static_cast<char>(family->second));
+    changelog_key.append(k);
+    Entry& e = entries_[changelog_key];
+    e.family = family->second;
+    e.key.assign(k);
+    // A merge after a put or delete of the same key still resolves to the
+    // batch's final value, read through the batch below.
+    e.op = op;
+    e.value.assign(value.data(), value.size());
+  }
+
+  const std::map<uint32_t, StoreFamily>& families_;
+  std::map<std::string, Entry> entries_;
+};
+
+}  // namespace
+
+absl::Status TaskStore::ForEachChangelogRecord(
+    absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn) {
+  std::map<uint32_t, StoreFamily> families;
+  for (int i = 0; i < kStoreFamilyCount; ++i) {
+    families[handles_[i]->GetID()] = static_cast<StoreFamily>(i);
+  }
+  ChangelogCollector collector(families);
+  rocksdb::Status s = batch_->GetWriteBatch()->Iterate(&collector);
+  if (!s.ok()) return FromRocks(s, "changelog records");
+  for (auto& [changelog_key, e] : collector.entries()) {
+    if (e.op == ChangelogCollector::Op::kMerge) {
+      std::string merged;
+      s = batch_->GetFromBatchAndDB(db_.get(), rocksdb::ReadOptions(), cf(e.family), e.key,
+                                    &merged);
+      if (s.IsNotFound()) {
+        e.op = ChangelogCollector::Op::kDelete;
+      } else if (!s.ok()) {
+        return FromRocks(s, "changelog merge value");
+      } else {
+        e.op = ChangelogCollector::Op::kPut;
+        e.value = std::move(merged);
+      }
+    }
+    absl::Status st =
+        fn(changelog_key, e.op == ChangelogCollector::Op::kPut ? &e.value : nullptr);
+    if (!st.ok()) return st;
+  }
+  for (const std::string& changelog_key : compensation_) {
+    if (collector.entries().contains(changelog_key)) continue;
+    if (changelog_key.empty() || static_cast<uint8_t>(changelog_key[0]) >= kStoreFamilyCount) {
+      continue;
+    }
+    const auto family = static_cast<StoreFamily>(changelog_key[0]);
+    std::string value;
+    s = db_->Get(rocksdb::ReadOptions(), cf(family), ToSlice(std::string_view(changelog_key).substr(1)),
+                 &value);
+    if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "changelog compensation");
+    absl::Status st = fn(changelog_key, s.IsNotFound() ? nullptr : &value);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskStore::ApplyCommit(std::optional<int64_t> changelog_next) {
+  if (!prepared_) return absl::FailedPreconditionError("state store: commit without prepare");
+  rocksdb::Status s;
+  if (changelog_next.has_value()) {
+    std::string value;
+    codec::PutZigZag(&value, *changelog_next);
+    s = batch_->Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogNext), value);
+    if (!s.ok()) return FromRocks(s, "commit");
+  }
   rocksdb::WriteOptions wo;
-  wo.sync = options_.sync_commits;  // WAL always on; see the header
+  // With a changelog, the changelog is the durable copy (a local tail lost
+  // in a machine crash is restored from it, since the checkpoint is in the
+  // same write); without one, see the header.
+  wo.sync = options_.sync_commits && !changelog_next.has_value();
   s = db_->Write(wo, batch_->GetWriteBatch());
   if (!s.ok()) return FromRocks(s, "commit");
-  positions_ = std::move(next);
-  for (int64_t offset : covered) journal_.erase(offset);
+  if (changelog_next.has_value()) {
+    changelog_offset_ = changelog_next;
+    compensation_.clear();
+  }
+  positions_ = std::move(prepared_positions_);
+  for (int64_t offset : prepared_covered_) journal_.erase(offset);
+  prepared_covered_.clear();
+  prepared_ = false;
   flood_batch_.clear();
   flood_journaled_ = 0;
   committed_click_wm_ = click_wm_;
@@ -740,8 +879,51 @@ absl::Status TaskStore::Commit(const std::vector<InputPosition>& positions) {
   return absl::OkStatus();
 }
 
+absl::Status TaskStore::ApplyChangelog(
+    const std::vector<std::pair<std::string, std::optional<std::string>>>& records,
+    int64_t changelog_next) {
+  if (dirty_ || prepared_) {
+    return absl::FailedPreconditionError("state store: restore into a store with a batch open");
+  }
+  rocksdb::WriteBatch batch;
+  rocksdb::Status s;
+  for (const auto& [key, value] : records) {
+    if (key.empty() || static_cast<uint8_t>(key[0]) >= kStoreFamilyCount) {
+      return absl::DataLossError(absl::StrCat("changelog: record with an unknown family byte ",
+                                              key.empty() ? -1 : static_cast<uint8_t>(key[0])));
+    }
+    rocksdb::ColumnFamilyHandle* family = cf(static_cast<StoreFamily>(key[0]));
+    const rocksdb::Slice k(key.data() + 1, key.size() - 1);
+    s = value.has_value() ? batch.Put(family, k, ToSlice(*value)) : batch.Delete(family, k);
+    if (!s.ok()) return FromRocks(s, "restore");
+  }
+  std::string next;
+  codec::PutZigZag(&next, changelog_next);
+  s = batch.Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogNext), next);
+  if (!s.ok()) return FromRocks(s, "restore");
+  // No fsync: a crash loses at most a suffix of the restore, and the offset
+  // written with it says where to resume.
+  s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return FromRocks(s, "restore");
+  changelog_offset_ = changelog_next;
+  return absl::OkStatus();
+}
+
+absl::Status TaskStore::ReloadCommitted() {
+  positions_.clear();
+  committed_click_wm_ = committed_conversion_wm_ = committed_dedup_wm_ = kNoWatermark;
+  return LoadMeta();
+}
+
+void TaskStore::AddCompensation(const std::vector<std::string>& changelog_keys) {
+  compensation_.insert(changelog_keys.begin(), changelog_keys.end());
+}
+
 void TaskStore::Discard() {
   batch_->Clear();
+  prepared_ = false;
+  prepared_positions_.clear();
+  prepared_covered_.clear();
   // Journaled verdicts stay (journal_ mirrors the DB): the replay reuses them.
   flood_batch_.clear();
   flood_journaled_ = 0;

@@ -226,8 +226,44 @@ class TaskStore {
   // Applies every change since the last Commit/Discard, the watermarks and
   // `positions` in one atomic write. On error nothing is known to be applied:
   // the caller Discards and replays from the positions of the last
-  // successful Commit.
+  // successful Commit. Commit = PrepareCommit + ApplyCommit(nullopt).
   absl::Status Commit(const std::vector<InputPosition>& positions);
+
+  // ---- Changelog (docs/design.md §10) ----
+  // The two halves of Commit around the changelog transaction: PrepareCommit
+  // stages the positions, watermarks and flood counts into the uncommitted
+  // batch (nothing is written); ForEachChangelogRecord then yields the
+  // batch's changes as changelog records; ApplyCommit writes the batch
+  // locally once the transaction that carried those records committed,
+  // with `changelog_next` (the changelog offset after this batch's marker)
+  // in the same atomic write. A Discard in between forgets all of it.
+  absl::Status PrepareCommit(const std::vector<InputPosition>& positions);
+  // Changelog key: one family byte + the family's key; value nullptr: the
+  // key is deleted (a tombstone). Merged values are resolved to their
+  // result (a restore Puts them). Local-only entries (the flood verdict
+  // journal) are left out. Compensation records (AddCompensation) follow the
+  // batch's own. Each key at most once.
+  absl::Status ForEachChangelogRecord(
+      absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn);
+  absl::Status ApplyCommit(std::optional<int64_t> changelog_next);
+  // The changelog offset up to which this store holds the changelog (after
+  // the last applied marker); nullopt: none (a new or pre-changelog store).
+  std::optional<int64_t> changelog_offset() const { return changelog_offset_; }
+  // Restore: writes committed changelog records (as ForEachChangelogRecord
+  // yields them) straight to the store, with `changelog_next`, in one
+  // atomic write. REQUIRES: no uncommitted changes. Call ReloadCommitted()
+  // once the restore is done.
+  absl::Status ApplyChangelog(
+      const std::vector<std::pair<std::string, std::optional<std::string>>>& records,
+      int64_t changelog_next);
+  // Re-reads positions, watermarks, pending index and journal from the DB.
+  absl::Status ReloadCommitted();
+  // Changelog keys whose records belong to a changelog tail that never
+  // completed (no marker): the next changelog batch of this task re-writes
+  // their committed value (or a tombstone), so that any later restore,
+  // which applies the stray records too, ends with the committed value.
+  void AddCompensation(const std::vector<std::string>& changelog_keys);
+  bool has_compensation() const { return !compensation_.empty(); }
   // Forgets every change since the last Commit (watermarks and pending count
   // included): the store is again exactly what a restart would open.
   void Discard();
@@ -305,6 +341,13 @@ class TaskStore {
   std::vector<FloodClick> flood_batch_;
   size_t flood_journaled_ = 0;
   std::map<int64_t, FloodClick> journal_;
+  // Between PrepareCommit and ApplyCommit: the positions after the batch
+  // and the journal entries it covers.
+  bool prepared_ = false;
+  std::map<std::string, int64_t, std::less<>> prepared_positions_;
+  std::vector<int64_t> prepared_covered_;
+  std::optional<int64_t> changelog_offset_;  // committed
+  std::set<std::string> compensation_;
 };
 
 // All task stores of this process, and the DurableIdIndex over them.

@@ -600,16 +600,134 @@ void* RdConsumer::group_metadata_handle() const {
 }  // namespace tally::kafka
 
 namespace tally::kafka {
+
+// The librdkafka PartitionReader: a KafkaConsumer that never subscribes
+// (so never joins its group) and never commits; assign() with explicit
+// offsets decides what it reads.
+class RdPartitionReader final : public PartitionReader {
+ public:
+  ~RdPartitionReader() override {
+    if (handle_ != nullptr) handle_->close();
+  }
+
+  static absl::StatusOr<std::unique_ptr<PartitionReader>> Make(const Properties& props) {
+    if (!props.contains("bootstrap.servers")) {
+      return absl::InvalidArgumentError(
+          "kafka reader: property \"bootstrap.servers\" is required");
+    }
+    Properties effective = props;
+    // The C++ KafkaConsumer insists on a group.id; nothing joins or commits
+    // with it (no subscribe(), no commit()).
+    internal::SetDefault(&effective, "group.id", "tally-reader");
+    effective["enable.auto.commit"] = "false";
+    effective["enable.auto.offset.store"] = "false";
+    effective["enable.partition.eof"] = "true";
+    internal::SetDefault(&effective, "auto.offset.reset", "earliest");
+    auto reader = std::unique_ptr<RdPartitionReader>(new RdPartitionReader());
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    absl::Status status = internal::ApplyProperties(conf.get(), effective);
+    if (!status.ok()) return status;
+    std::string errstr;
+    if (conf->set("event_cb", &reader->event_cb_, errstr) != RdKafka::Conf::CONF_OK) {
+      return absl::InternalError(absl::StrCat("kafka reader: registering callbacks: ", errstr));
+    }
+    reader->handle_.reset(RdKafka::KafkaConsumer::create(conf.get(), errstr));
+    if (reader->handle_ == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("kafka reader: ", internal::ScrubSecrets(std::move(errstr), effective)));
+    }
+    return std::unique_ptr<PartitionReader>(std::move(reader));
+  }
+
+  absl::Status Assign(const std::vector<TopicPartitionOffset>& from) override {
+    internal::OwnedPartitions list;
+    list.list.reserve(from.size());
+    for (const TopicPartitionOffset& o : from) {
+      const int64_t offset = o.offset == kOffsetBeginning ? RdKafka::Topic::OFFSET_BEGINNING
+                             : o.offset == kOffsetEnd     ? RdKafka::Topic::OFFSET_END
+                                                          : o.offset;
+      list.list.push_back(RdKafka::TopicPartition::create(o.topic, o.partition, offset));
+    }
+    at_end_.clear();
+    RdKafka::ErrorCode err = handle_->assign(list.list);
+    if (err != RdKafka::ERR_NO_ERROR) return KafkaStatus(err, "kafka reader assign");
+    return absl::OkStatus();
+  }
+
+  absl::Status Poll(size_t max_messages, absl::Duration timeout,
+                    std::vector<std::unique_ptr<Message>>* out) override {
+    int wait_ms = ToTimeoutMs(timeout);
+    size_t taken = 0;
+    while (taken < max_messages) {
+      std::unique_ptr<RdKafka::Message> message(handle_->consume(wait_ms));
+      wait_ms = 0;
+      if (message == nullptr) break;
+      const RdKafka::ErrorCode err = message->err();
+      if (err == RdKafka::ERR__TIMED_OUT) break;
+      if (err == RdKafka::ERR__PARTITION_EOF) {
+        at_end_.insert(TopicPartition{message->topic_name(), message->partition()});
+        continue;
+      }
+      if (err != RdKafka::ERR_NO_ERROR) {
+        const ErrorClass error_class = ClassifyError(err);
+        if (error_class == ErrorClass::kFatal || error_class == ErrorClass::kFenced) {
+          return KafkaStatus(error_class, err, "kafka reader consume", message->errstr(),
+                             /*deadline=*/false);
+        }
+        TALLY_LOG(kWarning, "kafka", "reader: ", message->errstr());
+        continue;
+      }
+      at_end_.erase(TopicPartition{message->topic_name(), message->partition()});
+      out->push_back(std::make_unique<RdMessage>(std::move(message)));
+      ++taken;
+    }
+    return absl::OkStatus();
+  }
+
+  bool AtEnd(const TopicPartition& tp) const override { return at_end_.contains(tp); }
+
+  absl::StatusOr<std::pair<int64_t, int64_t>> Watermarks(const TopicPartition& tp,
+                                                         absl::Duration timeout) override {
+    int64_t low = -1, high = -1;
+    RdKafka::ErrorCode err =
+        handle_->query_watermark_offsets(tp.topic, tp.partition, &low, &high, ToTimeoutMs(timeout));
+    if (err != RdKafka::ERR_NO_ERROR) {
+      return KafkaStatus(ClassifyError(err), err,
+                         absl::StrCat("kafka watermarks of ", tp.topic, "[", tp.partition, "]"),
+                         "", /*deadline=*/err == RdKafka::ERR__TIMED_OUT);
+    }
+    return std::make_pair(low, high);
+  }
+
+ private:
+  RdPartitionReader() = default;
+  internal::LogEventCb event_cb_{"reader"};  // outlives handle_
+  std::unique_ptr<RdKafka::KafkaConsumer> handle_;
+  std::set<TopicPartition> at_end_;
+};
+
+absl::StatusOr<std::unique_ptr<PartitionReader>> PartitionReader::Create(const Properties& props) {
+  return RdPartitionReader::Make(props);
+}
+
+}  // namespace tally::kafka
+
+namespace tally::kafka {
 namespace {
 
 class LibRdKafkaFactory final : public ClientFactory {
  public:
-  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const Properties& props) override {
-    return Producer::Create(props);
+  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const Properties& props, const std::string& transactional_id,
+      Producer::DeliveryHandler on_delivery) override {
+    return Producer::Create(props, std::move(on_delivery), transactional_id);
   }
   absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(const Properties& props,
                                                            RebalanceListener* listener) override {
     return Consumer::Create(props, listener);
+  }
+  absl::StatusOr<std::unique_ptr<PartitionReader>> CreateReader(const Properties& props) override {
+    return PartitionReader::Create(props);
   }
 };
 

@@ -373,6 +373,27 @@ class FakeProducer final : public Producer {
     return absl::OkStatus();
   }
 
+  absl::Status ProduceTombstone(std::string_view, int32_t, std::string_view, uint64_t,
+                                absl::Duration) override {
+    return absl::UnimplementedError("fake producer: tombstones are not implemented");
+  }
+  absl::StatusOr<std::optional<int32_t>> FindTopic(const std::string& topic,
+                                                   absl::Duration) override {
+    const int32_t n = cluster_->PartitionCount(topic);
+    if (n == 0) return std::nullopt;
+    return n;
+  }
+  absl::Status CreateTopic(const std::string& topic, int32_t partitions, int,
+                           const std::map<std::string, std::string>&, absl::Duration) override {
+    if (cluster_->PartitionCount(topic) == 0) cluster_->CreateTopic(topic, partitions);
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::map<std::string, std::string>> TopicConfig(const std::string&,
+                                                                 const std::vector<std::string>&,
+                                                                 absl::Duration) override {
+    return std::map<std::string, std::string>{};
+  }
+
   absl::Status BeginTransaction() override { return NoTransactions(); }
   absl::Status SendOffsetsToTransaction(const std::vector<TopicPartitionOffset>&, const Consumer&,
                                         absl::Duration) override {
@@ -669,8 +690,15 @@ class FakeConsumer final : public Consumer {
   bool closed_ = false;  // polling thread only
 };
 
-absl::StatusOr<std::unique_ptr<Producer>> FakeClientFactory::CreateProducer(const Properties&) {
+absl::StatusOr<std::unique_ptr<Producer>> FakeClientFactory::CreateProducer(
+    const Properties&, const std::string& /*transactional_id*/,
+    Producer::DeliveryHandler /*on_delivery*/) {
   return std::make_unique<FakeProducer>(cluster_);
+}
+
+absl::StatusOr<std::unique_ptr<PartitionReader>> FakeClientFactory::CreateReader(
+    const Properties&) {
+  return absl::UnimplementedError("fake: partition readers are not implemented");
 }
 
 absl::StatusOr<std::unique_ptr<Consumer>> FakeClientFactory::CreateConsumer(

@@ -213,7 +213,10 @@ class FakeCluster {
 class FakeClientFactory final : public ClientFactory {
  public:
   explicit FakeClientFactory(FakeCluster* cluster) : cluster_(cluster) {}
-  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const Properties& props) override;
+  absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const Properties& props, const std::string& transactional_id,
+      Producer::DeliveryHandler on_delivery) override;
+  absl::StatusOr<std::unique_ptr<PartitionReader>> CreateReader(const Properties& props) override;
   absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(const Properties& props,
                                                            RebalanceListener* listener) override;
 

@@ -117,6 +117,12 @@ class Producer {
   virtual absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
                                std::string_view value, uint64_t tag = 0,
                                absl::Duration timeout = absl::Seconds(60)) = 0;
+  // Enqueues a tombstone: a record with a null value, which compaction of a
+  // `cleanup.policy=compact` topic treats as the deletion of its key
+  // (an empty value would be kept forever). Otherwise as Produce().
+  virtual absl::Status ProduceTombstone(std::string_view topic, int32_t partition,
+                                        std::string_view key, uint64_t tag = 0,
+                                        absl::Duration timeout = absl::Seconds(60)) = 0;
   // Serves delivery reports.
   virtual void Poll(absl::Duration timeout = absl::ZeroDuration()) = 0;
   // Waits until every enqueued message is delivered or failed. A timeout is
@@ -139,6 +145,23 @@ class Producer {
   virtual absl::StatusOr<int32_t> PartitionCount(const std::string& topic,
                                                  absl::Duration timeout) = 0;
 
+  // Internal topics (the state changelog). FindTopic asks for the metadata
+  // of every topic, so it never auto-creates the one it looks for (a
+  // request naming a topic does, on brokers with auto.create.topics.enable).
+  // nullopt: the cluster has no such topic.
+  virtual absl::StatusOr<std::optional<int32_t>> FindTopic(const std::string& topic,
+                                                           absl::Duration timeout) = 0;
+  // Admin CreateTopics with `configs` (cleanup.policy=compact, ...);
+  // replication -1 takes the broker's default.replication.factor. A topic
+  // created meanwhile by another instance is not an error.
+  virtual absl::Status CreateTopic(const std::string& topic, int32_t partitions, int replication,
+                                   const std::map<std::string, std::string>& configs,
+                                   absl::Duration timeout) = 0;
+  // The topic's configuration entries named in `names` (DescribeConfigs),
+  // for the start-up check of internal topics.
+  virtual absl::StatusOr<std::map<std::string, std::string>> TopicConfig(
+      const std::string& topic, const std::vector<std::string>& names, absl::Duration timeout) = 0;
+
   virtual uint64_t delivered() const = 0;
   virtual uint64_t failed() const = 0;
 };
@@ -153,7 +176,39 @@ class Message {
   virtual int64_t offset() const = 0;
   virtual std::string_view key() const = 0;
   virtual std::string_view value() const = 0;
+  // A null value (a tombstone), as opposed to an empty one.
+  virtual bool value_is_null() const { return value().data() == nullptr; }
   virtual int64_t timestamp_ms() const = 0;  // Kafka timestamp, -1 if none
+};
+
+// Offsets for PartitionReader::Assign beside real ones.
+inline constexpr int64_t kOffsetBeginning = -2;  // the partition's log start
+inline constexpr int64_t kOffsetEnd = -1;        // only what is written from now on
+
+// A consumer of explicitly chosen partitions outside any consumer group:
+// restores task state from the changelog and keeps standby replicas warm.
+// It never commits offsets (the stores hold their changelog positions).
+// With isolation.level=read_committed (set by the processor under
+// exactly-once) it returns only records of committed transactions and its
+// end is the last stable offset.
+//
+// Thread safety: one thread at a time (the restore thread owns it).
+class PartitionReader {
+ public:
+  static absl::StatusOr<std::unique_ptr<PartitionReader>> Create(const Properties& props);
+  virtual ~PartitionReader() = default;
+  // Replaces the assignment: each partition is read from its offset
+  // (kOffsetBeginning allowed).
+  virtual absl::Status Assign(const std::vector<TopicPartitionOffset>& from) = 0;
+  // As Consumer::Poll (waits at most `timeout` for the first message).
+  virtual absl::Status Poll(size_t max_messages, absl::Duration timeout,
+                            std::vector<std::unique_ptr<Message>>* out) = 0;
+  // True once the partition has been read to its end (EOF seen and nothing
+  // returned since).
+  virtual bool AtEnd(const TopicPartition& tp) const = 0;
+  // The partition's log start and end offsets (low and high watermark).
+  virtual absl::StatusOr<std::pair<int64_t, int64_t>> Watermarks(const TopicPartition& tp,
+                                                                 absl::Duration timeout) = 0;
 };
 
 class RebalanceListener {
@@ -235,9 +290,14 @@ class Consumer {
 class ClientFactory {
  public:
   virtual ~ClientFactory() = default;
-  virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const Properties& props) = 0;
+  // `transactional_id` non-empty: a transactional producer (see Producer).
+  virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
+      const Properties& props, const std::string& transactional_id = "",
+      Producer::DeliveryHandler on_delivery = nullptr) = 0;
   virtual absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(const Properties& props,
                                                                    RebalanceListener* listener) = 0;
+  virtual absl::StatusOr<std::unique_ptr<PartitionReader>> CreateReader(
+      const Properties& props) = 0;
 };
 // Producer::Create / Consumer::Create. A process-wide stateless instance.
 ClientFactory& LibRdKafkaClients();

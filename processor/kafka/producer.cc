@@ -5,12 +5,15 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "librdkafka/rdkafka.h"
 #include "librdkafka/rdkafkacpp.h"
 #include "processor/common/log.h"
 #include "processor/kafka/internal/rdkafka_util.h"
@@ -135,6 +138,8 @@ class RdProducer final : public Producer {
 
   absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
                        std::string_view value, uint64_t tag, absl::Duration timeout) override;
+  absl::Status ProduceTombstone(std::string_view topic, int32_t partition, std::string_view key,
+                                uint64_t tag, absl::Duration timeout) override;
   void Poll(absl::Duration timeout) override;
   absl::Status Flush(absl::Duration timeout) override;
   absl::Status BeginTransaction() override;
@@ -143,12 +148,24 @@ class RdProducer final : public Producer {
   absl::Status CommitTransaction(absl::Duration timeout) override;
   absl::Status AbortTransaction(absl::Duration timeout) override;
   absl::StatusOr<int32_t> PartitionCount(const std::string& topic, absl::Duration timeout) override;
+  absl::StatusOr<std::optional<int32_t>> FindTopic(const std::string& topic,
+                                                   absl::Duration timeout) override;
+  absl::Status CreateTopic(const std::string& topic, int32_t partitions, int replication,
+                           const std::map<std::string, std::string>& configs,
+                           absl::Duration timeout) override;
+  absl::StatusOr<std::map<std::string, std::string>> TopicConfig(
+      const std::string& topic, const std::vector<std::string>& names,
+      absl::Duration timeout) override;
   uint64_t delivered() const override;
   uint64_t failed() const override;
 
   RdProducerImpl& impl() { return *impl_; }
 
  private:
+  // value nullptr: a null value (tombstone).
+  absl::Status ProduceBytes(std::string_view topic, int32_t partition, std::string_view key,
+                            const char* value, size_t size, uint64_t tag, absl::Duration timeout);
+
   std::unique_ptr<RdProducerImpl> impl_;
 };
 
@@ -217,6 +234,21 @@ RdProducer::~RdProducer() {
 
 absl::Status RdProducer::Produce(std::string_view topic, int32_t partition, std::string_view key,
                                  std::string_view value, uint64_t tag, absl::Duration timeout) {
+  // A non-null pointer even for an empty value: null is a tombstone.
+  static const char kEmpty = 0;
+  return ProduceBytes(topic, partition, key, value.empty() ? &kEmpty : value.data(), value.size(),
+                      tag, timeout);
+}
+
+absl::Status RdProducer::ProduceTombstone(std::string_view topic, int32_t partition,
+                                          std::string_view key, uint64_t tag,
+                                          absl::Duration timeout) {
+  return ProduceBytes(topic, partition, key, nullptr, 0, tag, timeout);
+}
+
+absl::Status RdProducer::ProduceBytes(std::string_view topic, int32_t partition,
+                                      std::string_view key, const char* value, size_t size,
+                                      uint64_t tag, absl::Duration timeout) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   const absl::Time deadline = absl::Now() + timeout;
@@ -224,8 +256,7 @@ absl::Status RdProducer::Produce(std::string_view topic, int32_t partition, std:
   for (;;) {
     // RK_MSG_COPY: the caller's views need not outlive this call.
     RdKafka::ErrorCode err = impl_->handle->produce(
-        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
-        value.size(), key.empty() ? nullptr : key.data(), key.size(), opaque);
+        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value), size, key.empty() ? nullptr : key.data(), key.size(), opaque);
     if (err == RdKafka::ERR_NO_ERROR) return absl::OkStatus();
     if (err == RdKafka::ERR__QUEUE_FULL) {
       const absl::Duration left = deadline - absl::Now();
@@ -339,6 +370,145 @@ absl::StatusOr<int32_t> RdProducer::PartitionCount(const std::string& topic,
     return static_cast<int32_t>(t->partitions()->size());
   }
   return absl::NotFoundError(absl::StrCat("kafka metadata: topic ", topic, " not in the reply"));
+}
+
+absl::StatusOr<std::optional<int32_t>> RdProducer::FindTopic(const std::string& topic,
+                                                             absl::Duration timeout) {
+  RdKafka::Metadata* raw = nullptr;
+  RdKafka::ErrorCode err =
+      impl_->handle->metadata(/*all_topics=*/true, nullptr, &raw, ToTimeoutMs(timeout));
+  std::unique_ptr<RdKafka::Metadata> metadata(raw);
+  if (err != RdKafka::ERR_NO_ERROR) {
+    return KafkaStatus(ClassifyError(err), err, "kafka metadata (all topics)", "",
+                       /*deadline=*/err == RdKafka::ERR__TIMED_OUT);
+  }
+  for (const RdKafka::TopicMetadata* t : *metadata->topics()) {
+    if (t->topic() != topic) continue;
+    if (t->err() == RdKafka::ERR_UNKNOWN_TOPIC_OR_PART) return std::nullopt;
+    if (t->err() != RdKafka::ERR_NO_ERROR) {
+      return KafkaStatus(t->err(), absl::StrCat("kafka metadata for ", topic));
+    }
+    return static_cast<int32_t>(t->partitions()->size());
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Owners of the C admin API's objects (the C++ API has no admin calls).
+struct QueueDeleter {
+  void operator()(rd_kafka_queue_t* q) const { rd_kafka_queue_destroy(q); }
+};
+struct EventDeleter {
+  void operator()(rd_kafka_event_t* e) const { rd_kafka_event_destroy(e); }
+};
+struct NewTopicDeleter {
+  void operator()(rd_kafka_NewTopic_t* t) const { rd_kafka_NewTopic_destroy(t); }
+};
+struct ConfigResourceDeleter {
+  void operator()(rd_kafka_ConfigResource_t* r) const { rd_kafka_ConfigResource_destroy(r); }
+};
+struct AdminOptionsDeleter {
+  void operator()(rd_kafka_AdminOptions_t* o) const { rd_kafka_AdminOptions_destroy(o); }
+};
+
+// Waits for the one result event of an admin request on `queue`.
+absl::StatusOr<std::unique_ptr<rd_kafka_event_t, EventDeleter>> AwaitAdminResult(
+    rd_kafka_queue_t* queue, absl::Duration timeout, std::string_view what) {
+  std::unique_ptr<rd_kafka_event_t, EventDeleter> event(
+      rd_kafka_queue_poll(queue, ToTimeoutMs(timeout + absl::Seconds(1))));
+  if (event == nullptr) {
+    return KafkaStatus(ErrorClass::kRetriable, RD_KAFKA_RESP_ERR__TIMED_OUT, what,
+                       "no answer from the cluster", /*deadline=*/true);
+  }
+  if (rd_kafka_event_error(event.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return KafkaStatus(rd_kafka_event_error(event.get()), what,
+                       rd_kafka_event_error_string(event.get()));
+  }
+  return event;
+}
+
+}  // namespace
+
+absl::Status RdProducer::CreateTopic(const std::string& topic, int32_t partitions,
+                                     int replication,
+                                     const std::map<std::string, std::string>& configs,
+                                     absl::Duration timeout) {
+  rd_kafka_t* rk = impl_->handle->c_ptr();
+  const std::string what = absl::StrCat("kafka create topic ", topic);
+  char errstr[512];
+  std::unique_ptr<rd_kafka_NewTopic_t, NewTopicDeleter> new_topic(
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, replication, errstr, sizeof(errstr)));
+  if (new_topic == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, ": ", errstr));
+  for (const auto& [name, value] : configs) {
+    if (rd_kafka_NewTopic_set_config(new_topic.get(), name.c_str(), value.c_str()) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": config ", name, "=", value));
+    }
+  }
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS));
+  rd_kafka_AdminOptions_set_operation_timeout(options.get(), ToTimeoutMs(timeout), errstr,
+                                              sizeof(errstr));
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), ToTimeoutMs(timeout), errstr,
+                                            sizeof(errstr));
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(rk));
+  rd_kafka_NewTopic_t* list[] = {new_topic.get()};
+  rd_kafka_CreateTopics(rk, list, 1, options.get(), queue.get());
+  auto event = AwaitAdminResult(queue.get(), timeout, what);
+  if (!event.ok()) return event.status();
+  const rd_kafka_CreateTopics_result_t* result = rd_kafka_event_CreateTopics_result(event->get());
+  size_t count = 0;
+  const rd_kafka_topic_result_t** results = rd_kafka_CreateTopics_result_topics(result, &count);
+  for (size_t i = 0; i < count; ++i) {
+    const rd_kafka_resp_err_t err = rd_kafka_topic_result_error(results[i]);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+      continue;
+    }
+    const char* why = rd_kafka_topic_result_error_string(results[i]);
+    return KafkaStatus(err, what, why == nullptr ? "" : why);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::map<std::string, std::string>> RdProducer::TopicConfig(
+    const std::string& topic, const std::vector<std::string>& names, absl::Duration timeout) {
+  rd_kafka_t* rk = impl_->handle->c_ptr();
+  const std::string what = absl::StrCat("kafka describe configs of topic ", topic);
+  std::unique_ptr<rd_kafka_ConfigResource_t, ConfigResourceDeleter> resource(
+      rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
+  char errstr[512];
+  std::unique_ptr<rd_kafka_AdminOptions_t, AdminOptionsDeleter> options(
+      rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS));
+  rd_kafka_AdminOptions_set_request_timeout(options.get(), ToTimeoutMs(timeout), errstr,
+                                            sizeof(errstr));
+  std::unique_ptr<rd_kafka_queue_t, QueueDeleter> queue(rd_kafka_queue_new(rk));
+  rd_kafka_ConfigResource_t* list[] = {resource.get()};
+  rd_kafka_DescribeConfigs(rk, list, 1, options.get(), queue.get());
+  auto event = AwaitAdminResult(queue.get(), timeout, what);
+  if (!event.ok()) return event.status();
+  const rd_kafka_DescribeConfigs_result_t* result =
+      rd_kafka_event_DescribeConfigs_result(event->get());
+  size_t count = 0;
+  const rd_kafka_ConfigResource_t** resources =
+      rd_kafka_DescribeConfigs_result_resources(result, &count);
+  std::map<std::string, std::string> out;
+  for (size_t i = 0; i < count; ++i) {
+    if (rd_kafka_ConfigResource_error(resources[i]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return KafkaStatus(rd_kafka_ConfigResource_error(resources[i]), what,
+                         rd_kafka_ConfigResource_error_string(resources[i]));
+    }
+    size_t entries = 0;
+    const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(resources[i], &entries);
+    for (size_t j = 0; j < entries; ++j) {
+      const char* name = rd_kafka_ConfigEntry_name(configs[j]);
+      const char* value = rd_kafka_ConfigEntry_value(configs[j]);
+      if (name == nullptr) continue;
+      if (std::find(names.begin(), names.end(), name) == names.end()) continue;
+      out[name] = value == nullptr ? "" : value;
+    }
+  }
+  return out;
 }
 
 uint64_t RdProducer::delivered() const {

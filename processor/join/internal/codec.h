@@ -118,6 +118,9 @@ inline constexpr std::string_view kMetaClickWatermark = "wm/clicks";            
 inline constexpr std::string_view kMetaConversionWatermark = "wm/conversions";  // time
 inline constexpr std::string_view kMetaDedupWatermark = "wm/dedup";             // time
 inline constexpr std::string_view kMetaOffsetPrefix = "offset/";                // + topic -> zigzag
+// The changelog offset after the last marker this store applied (local only:
+// never itself changelogged).
+inline constexpr std::string_view kMetaChangelogNext = "changelog/next";  // zigzag
 
 }  // namespace tally::join_internal
 

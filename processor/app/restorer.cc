@@ -1,0 +1,263 @@
+#include "processor/app/restorer.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "processor/common/log.h"
+
+namespace tally {
+namespace {
+
+constexpr char kLog[] = "restore";
+constexpr absl::Duration kWatermarkTimeout = absl::Seconds(10);
+
+struct Record {
+  int64_t offset;
+  std::string key;
+  std::optional<std::string> value;
+};
+
+bool IsMarker(const kafka::Message& m) { return m.key() == kChangelogMarkerKey; }
+
+}  // namespace
+
+std::map<std::string, std::string> ChangelogTopicConfig() {
+  return {
+      // Only the latest record of a key matters; tombstones delete.
+      {"cleanup.policy", "compact"},
+      // Time-based deletion would lose state that is never re-written.
+      {"retention.ms", "-1"},
+      // Records of an open transaction must not be compacted against
+      // before it resolves; a small lag keeps recent tails readable.
+      {"min.compaction.lag.ms", "0"},
+      {"segment.bytes", "104857600"},
+  };
+}
+
+Restorer::Restorer(Options options, std::unique_ptr<kafka::PartitionReader> reader)
+    : options_(std::move(options)), reader_(std::move(reader)), thread_([this] { Loop(); }) {}
+
+Restorer::~Restorer() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    queue_.clear();
+    if (running_.has_value()) cancel_ = running_;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void Restorer::Start(int32_t partition, TaskStore* store) {
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(Job{partition, store});
+  }
+  cv_.notify_all();
+}
+
+void Restorer::Cancel(int32_t partition) {
+  std::unique_lock lock(mu_);
+  std::erase_if(queue_, [&](const Job& j) { return j.partition == partition; });
+  std::erase_if(finished_, [&](const RestoreResult& r) { return r.partition == partition; });
+  if (running_ == partition) {
+    cancel_ = partition;
+    cv_.wait(lock, [&] { return running_ != partition; });
+    std::erase_if(finished_, [&](const RestoreResult& r) { return r.partition == partition; });
+  }
+}
+
+std::vector<RestoreResult> Restorer::TakeFinished() {
+  std::lock_guard lock(mu_);
+  return std::exchange(finished_, {});
+}
+
+RestoreProgress Restorer::progress() const {
+  std::lock_guard lock(mu_);
+  RestoreProgress p;
+  p.restoring = static_cast<int>(queue_.size()) + (running_.has_value() ? 1 : 0);
+  p.records_done = records_done_.load(std::memory_order_relaxed);
+  p.records_remaining = p.restoring == 0 ? 0 : records_remaining_.load(std::memory_order_relaxed);
+  return p;
+}
+
+bool Restorer::busy(int32_t partition) const {
+  std::lock_guard lock(mu_);
+  if (running_ == partition) return true;
+  return std::any_of(queue_.begin(), queue_.end(),
+                     [&](const Job& j) { return j.partition == partition; });
+}
+
+bool Restorer::Cancelled(int32_t partition) const {
+  std::lock_guard lock(mu_);
+  return stop_ || cancel_ == partition;
+}
+
+void Restorer::Loop() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (stop_) return;
+      job = queue_.front();
+      queue_.pop_front();
+      running_ = job.partition;
+    }
+    RestoreResult result = Run(job);
+    {
+      std::lock_guard lock(mu_);
+      running_.reset();
+      const bool cancelled = cancel_ == job.partition;
+      cancel_.reset();
+      if (!cancelled) finished_.push_back(std::move(result));
+    }
+    cv_.notify_all();
+  }
+}
+
+absl::Status Restorer::ReadRange(int32_t partition, int64_t from,
+                                 const std::function<bool(const kafka::Message&)>& fn) {
+  const kafka::TopicPartition tp{options_.changelog_topic, partition};
+  if (absl::Status s = reader_->Assign({{tp.topic, partition, from}}); !s.ok()) return s;
+  std::vector<std::unique_ptr<kafka::Message>> messages;
+  for (;;) {
+    if (Cancelled(partition)) return absl::CancelledError("restore cancelled");
+    messages.clear();
+    if (absl::Status s = reader_->Poll(10'000, options_.poll_timeout, &messages); !s.ok()) {
+      return s;
+    }
+    for (const auto& m : messages) {
+      if (m->partition() != partition || m->topic() != tp.topic) continue;
+      if (!fn(*m)) return absl::OkStatus();
+    }
+    if (messages.empty() && reader_->AtEnd(tp)) return absl::OkStatus();
+  }
+}
+
+RestoreResult Restorer::Run(const Job& job) {
+  const absl::Time started = absl::Now();
+  RestoreResult result;
+  result.partition = job.partition;
+  TaskStore& store = *job.store;
+  const kafka::TopicPartition tp{options_.changelog_topic, job.partition};
+  auto watermarks = reader_->Watermarks(tp, kWatermarkTimeout);
+  if (!watermarks.ok()) {
+    result.status = watermarks.status();
+    return result;
+  }
+  const auto [low, high] = *watermarks;
+  const std::optional<int64_t> checkpoint = store.changelog_offset();
+  int64_t from = checkpoint.value_or(low);
+  if (from < low) {
+    // The log no longer holds where this store stopped (retention or a
+    // truncated partition): what lay in between is gone. Say so; restore
+    // what is there.
+    TALLY_LOG(kWarning, kLog, "partition ", job.partition, ": changelog starts at ", low,
+              ", after this store's checkpoint ", from,
+              "; state written in between is lost (check the changelog topic's retention)");
+    from = low;
+  }
+  result.from_offset = from;
+  result.to_offset = from;
+  if (from >= high) {
+    result.status = store.ReloadCommitted();
+    result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    return result;
+  }
+  records_remaining_.store(static_cast<uint64_t>(high - from), std::memory_order_relaxed);
+
+  // Pass 1: the last marker, from a window at the end of the log.
+  std::vector<Record> window;
+  std::optional<int64_t> last_marker;
+  int64_t window_start = std::max(from, high - options_.tail_window);
+  for (;;) {
+    window.clear();
+    last_marker.reset();
+    absl::Status s = ReadRange(job.partition, window_start, [&](const kafka::Message& m) {
+      if (IsMarker(m)) {
+        last_marker = m.offset();
+      } else {
+        Record r{m.offset(), std::string(m.key()), std::nullopt};
+        if (!m.value_is_null()) r.value = std::string(m.value());
+        window.push_back(std::move(r));
+      }
+      return true;
+    });
+    if (!s.ok()) {
+      result.status = s;
+      return result;
+    }
+    if (last_marker.has_value() || window_start == from) break;
+    window_start = std::max(from, high - 4 * (high - window_start));
+  }
+
+  // Pass 2: everything before the window precedes the last marker.
+  std::vector<std::pair<std::string, std::optional<std::string>>> batch;
+  batch.reserve(options_.apply_batch);
+  int64_t last_offset = from - 1;
+  absl::Status apply_status;
+  auto flush = [&](int64_t next) {
+    if (batch.empty() && next <= result.to_offset) return true;
+    apply_status = store.ApplyChangelog(batch, next);
+    result.records += batch.size();
+    records_done_.fetch_add(batch.size(), std::memory_order_relaxed);
+    result.to_offset = next;
+    batch.clear();
+    return apply_status.ok();
+  };
+  if (window_start > from) {
+    absl::Status s = ReadRange(job.partition, from, [&](const kafka::Message& m) {
+      if (m.offset() >= window_start) return false;
+      last_offset = m.offset();
+      if (!IsMarker(m)) {
+        batch.emplace_back(std::string(m.key()), m.value_is_null()
+                                                     ? std::nullopt
+                                                     : std::optional<std::string>(m.value()));
+      }
+      if (batch.size() >= options_.apply_batch) {
+        records_remaining_.store(static_cast<uint64_t>(std::max<int64_t>(0, high - m.offset())),
+                                 std::memory_order_relaxed);
+        return flush(m.offset() + 1);
+      }
+      return true;
+    });
+    if (s.ok() && !batch.empty()) flush(last_offset + 1);
+    if (!s.ok() || !apply_status.ok()) {
+      result.status = s.ok() ? apply_status : s;
+      return result;
+    }
+  }
+
+  // The window: records before the last marker are applied, the tail
+  // after it is compensated.
+  std::vector<std::string> tail;
+  for (Record& r : window) {
+    if (last_marker.has_value() && r.offset < *last_marker) {
+      batch.emplace_back(std::move(r.key), std::move(r.value));
+    } else {
+      tail.push_back(std::move(r.key));
+    }
+  }
+  if (last_marker.has_value()) flush(*last_marker + 1);
+  if (!apply_status.ok()) {
+    result.status = apply_status;
+    return result;
+  }
+  result.tail_records = tail.size();
+  if (absl::Status s = store.ReloadCommitted(); !s.ok()) {
+    result.status = s;
+    return result;
+  }
+  if (!tail.empty()) {
+    std::sort(tail.begin(), tail.end());
+    tail.erase(std::unique(tail.begin(), tail.end()), tail.end());
+    store.AddCompensation(tail);
+  }
+  records_remaining_.store(0, std::memory_order_relaxed);
+  result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  return result;
+}
+
+}  // namespace tally

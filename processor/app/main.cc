@@ -50,8 +50,23 @@ ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
   options.consumer_properties = config.kafka.common;
   for (const auto& [k, v] : config.kafka.consumer) options.consumer_properties[k] = v;
   options.consumer_properties["group.id"] = config.group_id;
+  // Static membership: a member that restarts within the session timeout
+  // gets its tasks back without a rebalance (a rolling restart moves
+  // nothing). instance_id is unique per instance (the pod name).
+  options.consumer_properties.try_emplace("group.instance.id", config.instance_id);
   options.producer_properties = config.kafka.common;
   for (const auto& [k, v] : config.kafka.producer) options.producer_properties[k] = v;
+  options.exactly_once = config.processing.guarantee == Guarantee::kExactlyOnce;
+  if (options.exactly_once) {
+    // Only committed transactions' records are input; one transactional id
+    // per instance (KIP-447: zombies are fenced by the group generation
+    // that send_offsets_to_transaction carries, so the id need not follow
+    // the tasks).
+    options.consumer_properties["isolation.level"] = "read_committed";
+    options.transactional_id = absl::StrCat(config.group_id, "-", config.instance_id);
+  }
+  options.changelog_topic = config.topics.changelog;
+  options.changelog_topic_config = ChangelogTopicConfig();
   options.topics.clicks = config.topics.clicks;
   options.topics.conversions = config.topics.conversions;
   options.topics.commissions = config.topics.commissions;
@@ -106,6 +121,7 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
                     : AttributionMode::kClickId;
   o.join.pending_grace_ms = grace_ms;
   o.max_pending_conversions = config.processing.max_pending_conversions;
+  o.changelog_topic = config.topics.changelog;
   return o;
 }
 
@@ -230,7 +246,26 @@ int Main(int argc, char** argv) {
     std::cerr << "tally: " << offers.status().message() << "\n";
     return 2;
   }
-  auto stage = CoreStage::Create(MakeCoreStageOptions(*config, **offers), *offers, registry.get());
+  // The restore reader: the consumer's connection settings, outside the
+  // group, reading only committed changelog transactions under
+  // exactly-once.
+  kafka::Properties reader_properties = config->kafka.common;
+  for (const auto& [k, v] : config->kafka.consumer) reader_properties[k] = v;
+  reader_properties.erase("group.instance.id");
+  reader_properties["group.id"] = absl::StrCat(config->group_id, "-restore");
+  if (config->processing.guarantee == Guarantee::kExactlyOnce) {
+    reader_properties["isolation.level"] = "read_committed";
+  }
+  auto reader = kafka::PartitionReader::Create(reader_properties);
+  if (!reader.ok()) {
+    std::cerr << "tally: creating the changelog reader: " << reader.status().message() << "\n";
+    return 2;
+  }
+  Restorer::Options restore_options;
+  restore_options.changelog_topic = config->topics.changelog;
+  auto restorer = std::make_unique<Restorer>(restore_options, std::move(*reader));
+  auto stage = CoreStage::Create(MakeCoreStageOptions(*config, **offers), *offers, registry.get(),
+                                 std::move(restorer));
   if (!stage.ok()) {
     std::cerr << "tally: " << stage.status().message() << "\n";
     return 2;

@@ -114,6 +114,25 @@ struct LoopMetrics {
                         "broker reachable, outputs acknowledged")
                   .Register(registry)
                   .Add({})),
+        transactions(prometheus::BuildCounter()
+                         .Name("tally_transactions_total")
+                         .Help("Kafka transactions (exactly-once batches) by result")
+                         .Register(registry)),
+        txn_committed(&transactions.Add({{"result", "committed"}})),
+        txn_aborted(&transactions.Add({{"result", "aborted"}})),
+        txn_seconds(prometheus::BuildHistogram()
+                        .Name("tally_transaction_commit_duration_seconds")
+                        .Help("send_offsets_to_transaction + commit_transaction per batch")
+                        .Register(registry)
+                        .Add({}, prometheus::Histogram::BucketBoundaries{
+                                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                     1, 2.5, 5, 10})),
+        restoring(prometheus::BuildGauge()
+                      .Name("tally_restoring_tasks")
+                      .Help("Assigned tasks whose state is being restored from the changelog "
+                            "(their input is held back)")
+                      .Register(registry)
+                      .Add({})),
         kafka_errors(prometheus::BuildCounter()
                          .Name("tally_kafka_errors_total")
                          .Help("Kafka client errors seen by the processing loop, by operation "
@@ -152,6 +171,11 @@ struct LoopMetrics {
   prometheus::Counter& rebalances;
   prometheus::Gauge& half_tasks;
   prometheus::Gauge& ready;
+  prometheus::Family<prometheus::Counter>& transactions;
+  prometheus::Counter* txn_committed;
+  prometheus::Counter* txn_aborted;
+  prometheus::Histogram& txn_seconds;
+  prometheus::Gauge& restoring;
   // Children created on first use: (operation x class) and assigned
   // partitions are bounded sets.
   prometheus::Family<prometheus::Counter>& kafka_errors;
@@ -197,11 +221,21 @@ std::string ProcessorSummary::ToJson() const {
       "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
       ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
       ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
-      ",\"batch_replays\":", batch_replays, ",\"state_commit_seconds\":", state_commit_seconds,
+      ",\"batch_replays\":", batch_replays, ",\"transactions\":", transactions,
+      ",\"transaction_aborts\":", transaction_aborts,
+      ",\"state_commit_seconds\":", state_commit_seconds,
       ",\"busy_seconds\":", busy_seconds, "}");
 }
 
-class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
+// Delivery tags of changelog records: markers carry their partition.
+constexpr uint64_t kChangelogTag = uint64_t{1} << 62;
+constexpr uint64_t kMarkerTag = uint64_t{1} << 63;
+constexpr std::string_view kMarkerKey = "\xff";  // Restorer's kChangelogMarkerKey
+constexpr std::string_view kMarkerValue = "1";
+
+class Processor::Impl final : public Outputs,
+                              public kafka::RebalanceListener,
+                              public ChangelogSink {
  public:
   Impl(ProcessorOptions options, PipelineStage* stage, prometheus::Registry& registry)
       : options_(std::move(options)),
@@ -227,7 +261,9 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   absl::Status Init() {
     kafka::ClientFactory& clients =
         options_.clients != nullptr ? *options_.clients : kafka::LibRdKafkaClients();
-    auto producer = clients.CreateProducer(options_.producer_properties);
+    auto producer = clients.CreateProducer(
+        options_.producer_properties, options_.exactly_once ? options_.transactional_id : "",
+        [this](const kafka::DeliveryReport& report) { OnDelivery(report); });
     if (!producer.ok()) {
       return absl::Status(producer.status().code(),
                           absl::StrCat("creating the producer: ", producer.status().message()));
@@ -249,6 +285,9 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
           "; clicks and conversions must have the same partition count and the same key"));
     }
     stage_->SetInputPartitionCount(*clicks_partitions);
+    if (!options_.changelog_topic.empty()) {
+      if (absl::Status s = EnsureChangelogTopic(*clicks_partitions); !s.ok()) return s;
+    }
     auto consumer = clients.CreateConsumer(options_.consumer_properties, this);
     if (!consumer.ok()) {
       return absl::Status(consumer.status().code(),
@@ -267,6 +306,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       batch.clear();
       revoked_in_poll_.clear();
       RetryBlockedCommit();
+      if (absl::Status s = ActivateRestoredTasks(); !s.ok()) return Fail(s);
       absl::Status polled =
           consumer_->Poll(options_.batch_max_messages, options_.batch_max_time, &batch);
       if (!polled.ok()) {
@@ -311,6 +351,29 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   ProcessorSummary summary() const {
     absl::MutexLock lock(&summary_mu_);
     return summary_;
+  }
+
+  // ChangelogSink.
+  absl::Status Record(int32_t partition, std::string_view key, const std::string* value) override {
+    absl::Status s =
+        value == nullptr
+            ? producer_->ProduceTombstone(options_.changelog_topic, partition, key, kChangelogTag)
+            : producer_->Produce(options_.changelog_topic, partition, key, *value, kChangelogTag);
+    if (!s.ok()) CountKafkaError("produce", s);
+    return s.ok() ? s : WithContext(s, "writing the changelog: ");
+  }
+  absl::Status Marker(int32_t partition) override {
+    marker_next_.erase(partition);
+    absl::Status s = producer_->Produce(options_.changelog_topic, partition, kMarkerKey,
+                                        kMarkerValue,
+                                        kMarkerTag | static_cast<uint64_t>(partition));
+    if (!s.ok()) CountKafkaError("produce", s);
+    return s.ok() ? s : WithContext(s, "writing a changelog marker: ");
+  }
+  std::optional<int64_t> MarkerNext(int32_t partition) const override {
+    auto it = marker_next_.find(partition);
+    if (it == marker_next_.end()) return std::nullopt;
+    return it->second;
   }
 
   // Outputs.
@@ -380,6 +443,12 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       }
     }
     if (!whole.empty()) stage_->OnPartitionsAssigned(whole);
+    for (int32_t p : whole) {
+      if (stage_->TaskReady(p)) continue;
+      for (const kafka::TopicPartition& tp : Halves(p)) {
+        if (restore_paused_.insert(tp).second) to_pause_.push_back(tp);
+      }
+    }
     ReviewHalfTasks();
   }
 
@@ -402,6 +471,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       revoked_in_poll_.insert({tp.topic, tp.partition});
       assigned_.erase(tp);
       paused_.erase(tp);
+      restore_paused_.erase(tp);
+      pending_seeks_.erase(tp);
       touched.insert(tp.partition);
     }
     std::vector<int32_t> closed;
@@ -421,6 +492,104 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   }
 
  private:
+  // On the producing thread (Produce/Poll/Flush/CommitTransaction).
+  void OnDelivery(const kafka::DeliveryReport& report) {
+    if ((report.tag & kMarkerTag) != 0 && report.error == 0) {
+      marker_next_[static_cast<int32_t>(report.tag & ~kMarkerTag)] = report.offset + 1;
+    }
+  }
+
+  // The changelog must have one partition per task (partition p holds task
+  // p's state) and be compacted; a real cluster gets it created here, as
+  // Kafka Streams creates its internal topics.
+  absl::Status EnsureChangelogTopic(int32_t partitions) {
+    const std::string& topic = options_.changelog_topic;
+    constexpr absl::Duration kAdminTimeout = absl::Seconds(30);
+    auto found = producer_->FindTopic(topic, kAdminTimeout);
+    if (!found.ok()) return WithContext(found.status(), "looking up the changelog topic: ");
+    if (!found->has_value()) {
+      TALLY_LOG(kInfo, kLog, "creating the changelog topic ", topic, " (", partitions,
+                " partitions, compacted)");
+      absl::Status s =
+          producer_->CreateTopic(topic, partitions, options_.changelog_replication,
+                                 options_.changelog_topic_config, kAdminTimeout);
+      if (!s.ok()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "topics.changelog: '", topic, "' does not exist and creating it failed (",
+            s.message(), "); create it with ", partitions,
+            " partitions and cleanup.policy=compact (docs/operations.md)"));
+      }
+      for (int i = 0; i < 30; ++i) {
+        found = producer_->FindTopic(topic, kAdminTimeout);
+        if (found.ok() && found->has_value()) break;
+        absl::SleepFor(absl::Seconds(1));
+      }
+      if (!found.ok() || !found->has_value()) {
+        return absl::UnavailableError(
+            absl::StrCat("topics.changelog: '", topic, "' was created but is not visible"));
+      }
+    }
+    if (**found != partitions) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "topics.changelog: '", topic, "' has ", **found, " partitions, the input topics ",
+          partitions, "; a changelog partition holds one task's state, so they must be equal"));
+    }
+    auto config = producer_->TopicConfig(topic, {"cleanup.policy"}, absl::Seconds(5));
+    if (!config.ok()) {
+      TALLY_LOG(kWarning, kLog, "could not check the configuration of the changelog topic ", topic,
+                " (", config.status().message(), "); it must have cleanup.policy=compact");
+    } else if (auto it = config->find("cleanup.policy");
+               it != config->end() && it->second.find("compact") == std::string::npos) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "topics.changelog: '", topic, "' has cleanup.policy=", it->second,
+          "; it must be compact (deleting old segments would lose state)"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Tasks whose restore finished: their input resumes at the positions
+  // their state holds (under exactly-once on a broker that honours
+  // send_offsets_to_transaction these equal the committed offsets; where
+  // offsets lag, e.g. the mock broker, the seek skips the covered range
+  // instead of reading through it).
+  absl::Status ActivateRestoredTasks() {
+    std::vector<int32_t> ready;
+    std::vector<PipelineStage::Position> positions = stage_->TakeReadyTasks(&ready);
+    metrics_.restoring.Set(stage_->RestoringTasks());
+    if (ready.empty() && pending_seeks_.empty()) return absl::OkStatus();
+    std::vector<kafka::TopicPartition> resume;
+    for (int32_t p : ready) {
+      for (const kafka::TopicPartition& tp : Halves(p)) {
+        if (restore_paused_.erase(tp) > 0 && assigned_.contains(tp) && !paused_.contains(tp)) {
+          resume.push_back(tp);
+        }
+      }
+    }
+    for (const PipelineStage::Position& pos : positions) {
+      kafka::TopicPartition tp{pos.topic, pos.partition};
+      if (assigned_.contains(tp)) pending_seeks_[tp] = pos.next_offset;
+    }
+    if (!resume.empty()) {
+      if (absl::Status s = consumer_->Resume(resume); !s.ok()) {
+        return CountedKafkaError("resume", s);
+      }
+    }
+    if (pending_seeks_.empty()) return absl::OkStatus();
+    std::vector<kafka::TopicPartitionOffset> seeks;
+    for (const auto& [tp, offset] : pending_seeks_) {
+      if (assigned_.contains(tp)) seeks.push_back({tp.topic, tp.partition, offset});
+    }
+    absl::Status s = consumer_->Seek(seeks);
+    if (s.ok()) {
+      pending_seeks_.clear();
+    } else {
+      // Not fetching yet: retried next iteration. Messages fetched in the
+      // meantime lie below the positions and are skipped as covered.
+      CountKafkaError("seek", s);
+    }
+    return absl::OkStatus();
+  }
+
   std::string DescribeUncommitted() const {
     std::string out;
     for (const auto& [tp, offset] : uncommitted_) {
@@ -478,7 +647,10 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     }
     std::map<kafka::TopicPartition, int64_t> held;
     std::erase_if(*batch, [&](const std::unique_ptr<kafka::Message>& m) {
-      if (!commit_blocked_ && tasks_.contains(m->partition())) return false;
+      if (!commit_blocked_ && tasks_.contains(m->partition()) &&
+          stage_->TaskReady(m->partition())) {
+        return false;
+      }
       kafka::TopicPartition tp{std::string(m->topic()), m->partition()};
       auto [it, inserted] = held.try_emplace(tp, m->offset());
       if (!inserted) it->second = std::min(it->second, m->offset());
@@ -570,6 +742,15 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     if (first_batch_started_ == absl::InfiniteFuture()) first_batch_started_ = started;
     pending_summary_ = ProcessorSummary{};
     produce_error_ = absl::OkStatus();
+    if (options_.exactly_once) {
+      // Everything the batch produces (outputs, changelog records) and its
+      // input offsets commit or abort together.
+      if (absl::Status s = producer_->BeginTransaction(); !s.ok()) {
+        CountKafkaError("begin_transaction", s);
+        return WithContext(s, "beginning a transaction: ");
+      }
+      txn_open_ = true;
+    }
     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
     for (const auto& message : batch) {
       EventSource source{message->topic(), message->partition(), message->offset(), message->key(),
@@ -608,9 +789,40 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     }
     if (absl::Status s = stage_->EndBatch(positions, *this); !s.ok()) return s;
     if (!produce_error_.ok()) return produce_error_;
+    const bool changelog = !options_.changelog_topic.empty();
+    if (changelog) {
+      if (absl::Status s = stage_->WriteChangelog(positions, *this); !s.ok()) return s;
+    }
     // Outputs first, state second, offsets last: committing before every
     // output is acknowledged (acks=all) could lose it on a crash.
     if (absl::Status s = FlushOutputs(); !s.ok()) return s;
+    if (changelog) {
+      // Markers only now: a marker on the changelog means every output and
+      // record of its batch is on the broker, whatever the broker does
+      // with transactions (the restore relies on it; design §10).
+      if (absl::Status s = stage_->WriteMarkers(*this); !s.ok()) return s;
+      if (!options_.exactly_once) {
+        if (absl::Status s = FlushOutputs(); !s.ok()) return s;
+      }
+    }
+    if (options_.exactly_once) {
+      const absl::Time txn_started = absl::Now();
+      absl::Status s =
+          producer_->SendOffsetsToTransaction(commits, *consumer_, options_.transaction_timeout);
+      if (!s.ok()) {
+        CountKafkaError("send_offsets", s);
+        return WithContext(s, "adding input offsets to the transaction: ");
+      }
+      s = producer_->CommitTransaction(options_.transaction_timeout);
+      if (!s.ok()) {
+        CountKafkaError("commit_transaction", s);
+        return WithContext(s, "committing the transaction: ");
+      }
+      txn_open_ = false;
+      metrics_.txn_committed->Increment();
+      ++pending_summary_.transactions;
+      metrics_.txn_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - txn_started));
+    }
     const absl::Time state_started = absl::Now();
     if (absl::Status s = stage_->CommitBatch(positions); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("committing state: ", s.message()));
@@ -619,7 +831,10 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     metrics_.state_commit_seconds.Observe(state_seconds);
     pending_summary_.state_commit_seconds = state_seconds;
     CountInput(batch);
-    if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
+    if (options_.exactly_once) {
+      // The offsets were committed with the transaction.
+      metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
+    } else if (absl::Status s = consumer_->Commit(commits); !s.ok()) {
       CountKafkaError("commit", s);
       if (kafka::ErrorClassOf(s) == kafka::ErrorClass::kFatal) {
         return WithContext(s, "committing input offsets: ");
@@ -696,6 +911,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     metrics_.replays.Increment();
     TALLY_LOG(kWarning, kLog, "batch of ", batch.size(), " messages failed (", why.ToString(),
               "); replaying it after ", absl::FormatDuration(options_.retry_backoff));
+    AbortTransaction();
     stage_->AbortBatch();
     std::map<kafka::TopicPartition, int64_t> first;
     for (const auto& m : batch) {
@@ -714,6 +930,25 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     }
     Backoff();
     return absl::OkStatus();
+  }
+
+  // The batch's transaction (if open) is aborted: on a real cluster its
+  // outputs, changelog records and offsets vanish for read_committed
+  // readers. An abort that fails leaves the transaction to the broker's
+  // timeout or the next init_transactions (which aborts it).
+  void AbortTransaction() {
+    if (!txn_open_) return;
+    txn_open_ = false;
+    metrics_.txn_aborted->Increment();
+    {
+      absl::MutexLock lock(&summary_mu_);
+      ++summary_.transaction_aborts;
+    }
+    absl::Status s = producer_->AbortTransaction(options_.transaction_timeout);
+    if (!s.ok()) {
+      CountKafkaError("abort_transaction", s);
+      TALLY_LOG(kWarning, kLog, "aborting the transaction: ", s.ToString());
+    }
   }
 
   // Interruptible: Stop() is seen within one slice.
@@ -804,6 +1039,8 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
       reason = "input offsets not committed yet (rebalance or coordinator change)";
     } else if (half_tasks_ > 0) {
       reason = absl::StrCat(half_tasks_, " partition(s) assigned without their partner");
+    } else if (int restoring = stage_->RestoringTasks(); restoring > 0) {
+      reason = absl::StrCat(restoring, " task(s) restoring state from the changelog");
     }
     const bool ready = reason.empty();
     metrics_.ready.Set(ready ? 1 : 0);
@@ -853,6 +1090,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     summary_.commissions_out += pending_summary_.commissions_out;
     summary_.unattributed_out += pending_summary_.unattributed_out;
     summary_.batches += 1;
+    summary_.transactions += pending_summary_.transactions;
     summary_.state_commit_seconds += pending_summary_.state_commit_seconds;
   }
 
@@ -872,6 +1110,7 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
     TALLY_LOG(kError, kLog, "stopping without committing the current batch: ", status.ToString());
     if (options_.health != nullptr) options_.health->SetReady(false, "stopping on an error");
     metrics_.ready.Set(0);
+    AbortTransaction();
     // Leave the group so partitions move to a healthy instance promptly; the
     // uncommitted batch is replayed there.
     if (absl::Status s = consumer_->Close(); !s.ok()) {
@@ -911,6 +1150,10 @@ class Processor::Impl final : public Outputs, public kafka::RebalanceListener {
   std::set<kafka::TopicPartition> assigned_;  // both input topics
   std::set<int32_t> tasks_;                   // whole tasks handed to the stage
   std::set<kafka::TopicPartition> paused_;    // half tasks
+  std::set<kafka::TopicPartition> restore_paused_;  // halves of tasks that restore
+  std::map<kafka::TopicPartition, int64_t> pending_seeks_;  // to restored positions
+  std::map<int32_t, int64_t> marker_next_;  // changelog offset after each task's marker
+  bool txn_open_ = false;
   std::vector<kafka::TopicPartition> to_pause_;
   std::vector<kafka::TopicPartition> to_resume_;
   int64_t half_tasks_ = 0;

@@ -84,6 +84,17 @@ struct ProcessorOptions {
   kafka::ClientFactory* clients = nullptr;
   // Liveness/readiness for /healthz and /readyz; may be null.
   std::shared_ptr<Health> health;
+  // processing.guarantee: exactly_once runs every batch in one Kafka
+  // transaction (outputs, changelog records, input offsets) with this
+  // transactional.id (docs/design.md §10).
+  bool exactly_once = false;
+  std::string transactional_id;
+  absl::Duration transaction_timeout = absl::Seconds(60);
+  // The stage's state changelog (compacted, one partition per task; created
+  // at start-up if missing, checked if present); empty: none.
+  std::string changelog_topic;
+  std::map<std::string, std::string> changelog_topic_config;
+  int changelog_replication = -1;  // -1: the broker's default
 };
 
 // What the processor did, for the exit summary and tests.
@@ -107,6 +118,8 @@ struct ProcessorSummary {
   // included), summed over batches: the durability cost per batch is
   // state_commit_seconds / batches.
   double state_commit_seconds = 0;
+  uint64_t transactions = 0;         // committed transactions (exactly-once)
+  uint64_t transaction_aborts = 0;   // aborted (their batch replayed)
   // Wall time from the first consumed message to the last commit: the
   // processing time without group join and idle waiting (benchmarks).
   double busy_seconds = 0;

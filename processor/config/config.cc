@@ -163,6 +163,7 @@ const std::vector<KeySpec>& KeySpecs() {
       StringKey("topics.commissions", FIELD(topics.commissions)),
       StringKey("topics.rejected", FIELD(topics.rejected)),
       StringKey("topics.unattributed", FIELD(topics.unattributed)),
+      StringKey("topics.changelog", FIELD(topics.changelog)),
       EnumKey("formats.clicks", FIELD(formats.clicks), format_names),
       EnumKey("formats.conversions", FIELD(formats.conversions), format_names),
       EnumKey("formats.output", FIELD(formats.output), format_names),
@@ -170,6 +171,9 @@ const std::vector<KeySpec>& KeySpecs() {
       SizeKey("limits.max_rejected_original_bytes", FIELD(limits.max_rejected_original_bytes)),
       TimestampKey("limits.min_event_time", FIELD(limits.min_event_time_ms)),
       TimestampKey("limits.max_event_time", FIELD(limits.max_event_time_ms)),
+      EnumKey<Guarantee>("processing.guarantee", FIELD(processing.guarantee),
+                         {{"exactly_once", Guarantee::kExactlyOnce},
+                          {"at_least_once", Guarantee::kAtLeastOnce}}),
       IntegerKey("processing.batch_max_messages", FIELD(processing.batch_max_messages)),
       DurationKey("processing.batch_max_time", FIELD(processing.batch_max_time)),
       EnumKey<AttributionKey>(
@@ -522,7 +526,8 @@ absl::Status ValidateTopics(const TopicOptions& t) {
       {"topics.conversions", &t.conversions},
       {"topics.commissions", &t.commissions},
       {"topics.rejected", &t.rejected},
-      {"topics.unattributed", &t.unattributed}};
+      {"topics.unattributed", &t.unattributed},
+      {"topics.changelog", &t.changelog}};
   for (size_t i = 0; i < std::size(topics); ++i) {
     if (!ci::IsValidTopicName(*topics[i].second)) {
       return KeyError(topics[i].first,
@@ -767,6 +772,9 @@ absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
       return KeyError("instance_id", "not set and the hostname is unavailable", "");
     }
     config.instance_id = host;
+  }
+  if (config.topics.changelog.empty()) {
+    config.topics.changelog = absl::StrCat(config.group_id, "-state-changelog");
   }
   if (absl::Status status = ValidateConfig(config); !status.ok()) return status;
   return config;

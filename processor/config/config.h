@@ -52,6 +52,8 @@ struct TopicOptions {
   std::string commissions = "commissions";
   std::string rejected = "rejected";
   std::string unattributed = "unattributed";
+  // The compacted state changelog; empty: "<group_id>-state-changelog".
+  std::string changelog;
 };
 
 // Same meaning as tally::WireFormat in processor/codec/codec.h; kept separate
@@ -78,7 +80,11 @@ struct LimitOptions {
 
 enum class AttributionKey { kClickId, kUserId };
 
+// processing.guarantee (docs/design.md §10).
+enum class Guarantee { kExactlyOnce, kAtLeastOnce };
+
 struct ProcessingOptions {
+  Guarantee guarantee = Guarantee::kExactlyOnce;
   int64_t batch_max_messages = 10'000;
   absl::Duration batch_max_time = absl::Milliseconds(100);
   AttributionKey attribution_key = AttributionKey::kClickId;

@@ -214,8 +214,8 @@ class FakeClientFactory final : public ClientFactory {
  public:
   explicit FakeClientFactory(FakeCluster* cluster) : cluster_(cluster) {}
   absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(
-      const Properties& props, const std::string& transactional_id,
-      Producer::DeliveryHandler on_delivery) override;
+      const Properties& props, const std::string& transactional_id = "",
+      Producer::DeliveryHandler on_delivery = nullptr) override;
   absl::StatusOr<std::unique_ptr<PartitionReader>> CreateReader(const Properties& props) override;
   absl::StatusOr<std::unique_ptr<Consumer>> CreateConsumer(const Properties& props,
                                                            RebalanceListener* listener) override;

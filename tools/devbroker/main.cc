@@ -77,7 +77,7 @@ struct Options {
   int brokers = 1;
   int partitions = 8;
   int replication = 1;
-  std::string topics = "clicks,conversions,commissions,rejected,unattributed";
+  std::string topics = "clicks,conversions,commissions,rejected,unattributed,tally-state-changelog";
   std::string topic_partitions;
   std::string bootstrap_file;
   std::string control_port_file;

@@ -36,9 +36,10 @@ command -v promtool >/dev/null 2>&1 || fail "promtool not found (Debian package 
 command -v kubectl >/dev/null 2>&1 ||
   fail "kubectl not found: cannot render deploy/ with kubectl kustomize (install kubectl >= 1.27; Debian's kubernetes-client 1.20 is too old)"
 command -v node >/dev/null 2>&1 || fail "node not found (run make setup)"
-[ -f "$here/validate/node_modules/kubernetes-models/package.json" ] &&
-  [ -f "$here/validate/node_modules/yaml/package.json" ] ||
-  fail "npm packages missing in deploy/validate/node_modules (run make setup)"
+for pkg in kubernetes-models yaml; do
+  [ -f "$here/validate/node_modules/$pkg/package.json" ] ||
+    fail "npm package $pkg missing in deploy/validate/node_modules (run make setup)"
+done
 echo "promtool $(promtool --version 2>&1 | awk 'NR==1{print $3}'), kubectl $(kubectl version --client 2>/dev/null | awk '/Client/{print $3}'), node $(node --version)"
 
 step "1. alert rules"
@@ -153,12 +154,13 @@ user=$(awk 'toupper($1)=="USER"{u=$2} END{print u}' <<<"$parent_text$final")
 [[ -n "$user" && "${user%%:*}" != 0 && "${user%%:*}" != root ]] || fail "Dockerfile: the final stage does not run as a non-root USER"
 grep -q '^HEALTHCHECK' <<<"$parent_text$final" || fail "Dockerfile: no HEALTHCHECK in the final stage"
 grep -q '/healthz' <<<"$(grep -A3 '^HEALTHCHECK' "$dockerfile")" || fail "Dockerfile: HEALTHCHECK does not use /healthz"
-grep -q 'make setup' "$dockerfile" && grep -q 'make build' "$dockerfile" ||
-  fail "Dockerfile: the build stage must use make setup-packages and make build"
+for word in 'make setup' 'make build'; do
+  grep -q "$word" "$dockerfile" || fail "Dockerfile: the build stage must use make setup-packages and make build"
+done
 # Runtime packages: every shared library tally links must come from a package
 # the runtime stage installs (readelf NEEDED -> path -> dpkg -S).
 runtime_pkgs=$(awk -v s="$parent" 'toupper($1)=="FROM"{on=($4==s)} on' "$dockerfile" |
-  sed -n '/apt-get install/,/rm -rf/p' | tr ' \\' '\n\n' | grep -E '^lib[a-z0-9+.-]+$|^ca-certificates$' | sort -u)
+  sed -n '/apt-get install/,/rm -rf/p' | tr -s '\\[:blank:]' '\n' | grep -E '^lib[a-z0-9+.-]+$|^ca-certificates$' | sort -u)
 if [ -x "$tally" ] && command -v readelf >/dev/null && command -v dpkg >/dev/null && readelf -h "$tally" >/dev/null 2>&1; then
   missing=""
   while read -r lib; do

@@ -107,6 +107,18 @@ negative misspelt-probe 's/readinessProbe:/readinesProbe:/' readinesProbe
 negative port-not-a-number 's/containerPort: 9464/containerPort: "ninety"/' containerPort
 negative both 's/readinessProbe:/readinesProbe:/; s/containerPort: 9464/containerPort: "ninety"/' readinesProbe
 grep -q containerPort "$tmp/neg-both/out" || fail "negative test both: containerPort not reported"
+# An alert without its runbook section, and one without runbook_url, must fail.
+sed '/^## TallyDown$/d' "$root/docs/runbook.md" >"$tmp/runbook-missing.md"
+if node "$validate" alerts "$here/prometheus/alerts.yaml" "$here/prometheus/alerts_test.yaml" "$tmp/runbook-missing.md" >"$tmp/out" 2>&1 ||
+  ! grep -q 'alert TallyDown: .*no section #tallydown' "$tmp/out"; then
+  cat "$tmp/out"; fail "negative test: a missing runbook section passed"
+fi
+sed '0,/runbook_url:/{/runbook_url:/d}' "$here/prometheus/alerts.yaml" >"$tmp/alerts-no-url.yaml"
+if node "$validate" alerts "$tmp/alerts-no-url.yaml" "$here/prometheus/alerts_test.yaml" "$root/docs/runbook.md" >"$tmp/out" 2>&1 ||
+  ! grep -q 'annotations.runbook_url must be' "$tmp/out"; then
+  cat "$tmp/out"; fail "negative test: an alert without runbook_url passed"
+fi
+echo "alerts: a missing runbook section and a missing runbook_url are rejected as expected"
 
 step "6. tally --check-config on the ConfigMap"
 if [ ! -x "$tally" ]; then

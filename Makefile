@@ -9,20 +9,26 @@ BUILD_TYPE  ?= RelWithDebInfo
 JOBS        ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 CTEST_ARGS  ?=
+CMAKE_FLAGS ?=
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-# Everything comes from Debian's archive; nothing is downloaded elsewhere.
+# Debian packages (every build and test tool). The offline deploy checks also
+# need node + npm (Debian's nodejs/npm when missing) and two npm packages,
+# pinned in deploy/validate/package-lock.json and installed into
+# deploy/validate/node_modules (git-ignored).
 PACKAGES := build-essential cmake ninja-build pkg-config git \
   librdkafka-dev librocksdb-dev rocksdb-tools libabsl-dev prometheus-cpp-dev \
   libsimdjson-dev libprotobuf-dev protobuf-compiler libyaml-cpp-dev libcivetweb-dev \
   libgtest-dev libgmock-dev libbenchmark-dev kcat libssl-dev curl \
   clang clang-format clang-tidy libclang-rt-14-dev prometheus
 
-.PHONY: setup configure build test unit integration faults run bench lint format fuzz fuzz-smoke \
+.PHONY: setup setup-packages setup-node configure build test unit integration faults run bench lint format fuzz fuzz-smoke \
         asan tsan clean
 
-setup:
+setup: setup-packages setup-node
+
+setup-packages:
 	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(PACKAGES) 2>/dev/null \
 	    | awk '$$NF=="installed"{print $$1}' | sort > /tmp/tally-installed.$$$$; \
 	  for p in $(PACKAGES); do grep -qx "$$p" /tmp/tally-installed.$$$$ || echo $$p; done; \
@@ -33,8 +39,26 @@ setup:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; \
 	else echo "setup: all packages present"; fi
 
+# npm ci only when deploy/validate/package-lock.json changed since the last
+# install (a stamp holds its checksum), so a second `make setup` does nothing.
+VALIDATE_DIR := deploy/validate
+setup-node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "setup: installing: nodejs npm"; \
+	  $(SUDO) apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends nodejs npm; \
+	fi
+	@want=$$(sha256sum $(VALIDATE_DIR)/package-lock.json | cut -d' ' -f1); \
+	if [ "$$(cat $(VALIDATE_DIR)/node_modules/.tally-lock-sha256 2>/dev/null)" = "$$want" ]; then \
+	  echo "setup: npm packages present ($(VALIDATE_DIR)/node_modules)"; \
+	else \
+	  echo "setup: npm ci in $(VALIDATE_DIR)"; \
+	  (cd $(VALIDATE_DIR) && npm ci --no-audit --no-fund --loglevel=error) && \
+	  echo "$$want" > $(VALIDATE_DIR)/node_modules/.tally-lock-sha256; \
+	fi
+
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_FLAGS)
 
 configure: $(BUILD)/build.ninja
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates deploy/k8s/prometheusrule.yaml from deploy/prometheus/alerts.yaml
+# Regenerates deploy/base/prometheusrule.yaml from deploy/prometheus/alerts.yaml
 # (the single source of the alerting rules).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -11,4 +11,4 @@ here=$(cd "$(dirname "$0")" && pwd)
   echo "  name: tally"
   echo "spec:"
   grep -v '^#' "$here/prometheus/alerts.yaml" | sed 's/^/  /'
-} > "${1:-$here/k8s/prometheusrule.yaml}"
+} > "${1:-$here/base/prometheusrule.yaml}"

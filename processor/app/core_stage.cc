@@ -650,6 +650,14 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
       restorer_->Start(r.partition, task.store);
       continue;
     }
+    if (r.lost_from >= 0) {
+      ++counters_.state_gaps;
+      TALLY_LOG(kWarning, kLog, "state gap: partition=", r.partition,
+                " topic=", options_.changelog_topic, " resumes_at=", r.from_offset,
+                " local_state_ends_at=", r.lost_from,
+                " (the changelog no longer holds the records in between: check its "
+                "cleanup.policy=compact and retention; joins over that state may miss)");
+    }
     TALLY_LOG(kInfo, kLog, "partition ", r.partition, ": restored ", r.records,
               " changelog records (offsets ", r.from_offset, " .. ", r.to_offset, ") in ",
               absl::StrFormat("%.3f", r.seconds), " s",

@@ -65,7 +65,7 @@ ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
     options.consumer_properties["isolation.level"] = "read_committed";
     options.transactional_id = absl::StrCat(config.group_id, "-", config.instance_id);
   }
-  options.changelog_topic = config.topics.changelog;
+  options.changelog_topic = ChangelogTopicOf(config);
   options.changelog_topic_config = ChangelogTopicConfig();
   options.topics.clicks = config.topics.clicks;
   options.topics.conversions = config.topics.conversions;
@@ -121,7 +121,7 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
                     : AttributionMode::kClickId;
   o.join.pending_grace_ms = grace_ms;
   o.max_pending_conversions = config.processing.max_pending_conversions;
-  o.changelog_topic = config.topics.changelog;
+  o.changelog_topic = ChangelogTopicOf(config);
   return o;
 }
 
@@ -262,7 +262,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   Restorer::Options restore_options;
-  restore_options.changelog_topic = config->topics.changelog;
+  restore_options.changelog_topic = ChangelogTopicOf(*config);
   auto restorer = std::make_unique<Restorer>(restore_options, std::move(*reader));
   auto stage = CoreStage::Create(MakeCoreStageOptions(*config, **offers), *offers, registry.get(),
                                  std::move(restorer));

@@ -149,14 +149,13 @@ RestoreResult Restorer::Run(const Job& job) {
   }
   const auto [low, high] = *watermarks;
   const std::optional<int64_t> checkpoint = store.changelog_offset();
-  int64_t from = checkpoint.value_or(low);
+  // A compacted changelog keeps its log start at 0; a later start means
+  // records were deleted (retention, or the mock broker's 5 MiB cap), so
+  // the state written below it is gone. Said loudly by the stage; what is
+  // there is restored.
+  int64_t from = checkpoint.value_or(0);
   if (from < low) {
-    // The log no longer holds where this store stopped (retention or a
-    // truncated partition): what lay in between is gone. Say so; restore
-    // what is there.
-    TALLY_LOG(kWarning, kLog, "partition ", job.partition, ": changelog starts at ", low,
-              ", after this store's checkpoint ", from,
-              "; state written in between is lost (check the changelog topic's retention)");
+    result.lost_from = from;
     from = low;
   }
   result.from_offset = from;

@@ -65,6 +65,9 @@ struct RestoreResult {
   uint64_t tail_records = 0;    // records after the last marker (discarded, compensated)
   int64_t from_offset = 0;      // where the restore started
   int64_t to_offset = 0;        // changelog offset the store now holds
+  // The changelog no longer holds [lost_from, from_offset) (retention or a
+  // truncated partition): state written there is gone. lost_from -1: none.
+  int64_t lost_from = -1;
   double seconds = 0;
 };
 

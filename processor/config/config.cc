@@ -520,6 +520,10 @@ absl::Status CheckNonEmpty(absl::string_view key, const std::string& value) {
     if (!status_.ok()) return status_; \
   } while (false)
 
+// Stands in for an empty topics.changelog (derived from group_id) in the
+// name checks.
+const std::string kDerivedChangelog = "derived-state-changelog";
+
 absl::Status ValidateTopics(const TopicOptions& t) {
   const std::pair<const char*, const std::string*> topics[] = {
       {"topics.clicks", &t.clicks},
@@ -527,7 +531,7 @@ absl::Status ValidateTopics(const TopicOptions& t) {
       {"topics.commissions", &t.commissions},
       {"topics.rejected", &t.rejected},
       {"topics.unattributed", &t.unattributed},
-      {"topics.changelog", &t.changelog}};
+      {"topics.changelog", t.changelog.empty() ? &kDerivedChangelog : &t.changelog}};
   for (size_t i = 0; i < std::size(topics); ++i) {
     if (!ci::IsValidTopicName(*topics[i].second)) {
       return KeyError(topics[i].first,
@@ -773,11 +777,13 @@ absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
     }
     config.instance_id = host;
   }
-  if (config.topics.changelog.empty()) {
-    config.topics.changelog = absl::StrCat(config.group_id, "-state-changelog");
-  }
   if (absl::Status status = ValidateConfig(config); !status.ok()) return status;
   return config;
+}
+
+std::string ChangelogTopicOf(const TallyConfig& config) {
+  return config.topics.changelog.empty() ? absl::StrCat(config.group_id, "-state-changelog")
+                                         : config.topics.changelog;
 }
 
 std::string DescribeConfig(const TallyConfig& config) {

@@ -162,6 +162,9 @@ struct TallyConfig {
   ShutdownOptions shutdown;
 };
 
+// topics.changelog, or "<group_id>-state-changelog" when it is empty.
+std::string ChangelogTopicOf(const TallyConfig& config);
+
 struct ConfigSources {
   std::optional<std::string> file;  // YAML file; none: defaults + env + overrides
   // Environment variables (name -> value). Only TALLY_* names are looked at.

@@ -97,6 +97,7 @@ topics:
   commissions: c3
   rejected: c4
   unattributed: c5
+  changelog: c6
 formats:
   clicks: protobuf
   conversions: protobuf
@@ -107,6 +108,7 @@ limits:
   min_event_time: 2010-01-01T00:00:00Z
   max_event_time: 1893456000000
 processing:
+  guarantee: at_least_once
   batch_max_messages: 500
   batch_max_time: 250ms
   attribution_key: user_id
@@ -154,6 +156,9 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->instance_id, "tally-7");
   EXPECT_EQ(c->topics.clicks, "c1");
   EXPECT_EQ(c->topics.unattributed, "c5");
+  EXPECT_EQ(c->topics.changelog, "c6");
+  EXPECT_EQ(ChangelogTopicOf(*c), "c6");
+  EXPECT_EQ(c->processing.guarantee, Guarantee::kAtLeastOnce);
   EXPECT_EQ(c->formats.conversions, PayloadFormat::kProtobuf);
   EXPECT_EQ(c->limits.max_payload_bytes, 1u << 20);
   EXPECT_EQ(c->limits.max_rejected_original_bytes, 100u << 10);

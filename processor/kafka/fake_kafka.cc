@@ -1097,7 +1097,9 @@ class FakeConsumer final : public Consumer {
     const FakeCluster::Member* m = MemberLocked();
     if (m == nullptr) return out;
     for (const TopicPartition& tp : m->assignment) {
-      out.push_back({tp.topic, tp.partition, EndLocked(tp) - m->position.at(tp)});
+      // librdkafka: from the LSO under read_committed, else the high watermark.
+      out.push_back({tp.topic, tp.partition,
+                     std::max<int64_t>(0, VisibleEndLocked(tp) - m->position.at(tp))});
     }
     return out;
   }
@@ -1142,11 +1144,7 @@ class FakeConsumer final : public Consumer {
     auto m = g->second->members.find(member_);
     return m == g->second->members.end() ? nullptr : m->second.get();
   }
-  // The high watermark (for lag).
-  int64_t EndLocked(const TopicPartition& tp) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(cluster_->mu_) {
-    return cluster_->PartitionLocked(tp.topic, tp.partition)->next_offset;
-  }
-  // Where EOF is: the LSO under read_committed.
+  // Where EOF is (and lag is measured from): the LSO under read_committed.
   int64_t VisibleEndLocked(const TopicPartition& tp) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(cluster_->mu_) {
     return cluster_->VisibleEndLocked(*cluster_->PartitionLocked(tp.topic, tp.partition),

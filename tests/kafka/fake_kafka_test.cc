@@ -290,6 +290,7 @@ TEST_F(FakeKafkaTest, ReadCommittedStopsAtTheLastStableOffsetUntilTheTransaction
   EXPECT_TRUE(committed->AllAssignedAtEof()) << "EOF is at the LSO";
   EXPECT_TRUE(PollValues(*committed).empty());
   EXPECT_EQ(PollValues(*uncommitted), (Strings{"plain-0", "txn-1", "txn-2", "plain-3"}));
+  EXPECT_EQ(committed->Lag()[0].lag, 0) << "lag is measured from the LSO";
 
   ASSERT_TRUE(p->CommitTransaction(absl::Seconds(1)).ok());
   EXPECT_FALSE(committed->AllAssignedAtEof());

@@ -1261,7 +1261,8 @@ class FakeReader final : public PartitionReader {
       }
       int64_t offset = o.offset;
       if (offset == kOffsetBeginning) offset = p->log_start;
-      if (offset == kOffsetEnd) offset = p->next_offset;
+      // ListOffsets(latest) answers the LSO to a read_committed client.
+      if (offset == kOffsetEnd) offset = cluster_->VisibleEndLocked(*p, read_committed_);
       if (offset < 0) {
         return absl::InvalidArgumentError(
             absl::StrCat("fake reader assign of ", Describe(tp), " at offset ", o.offset));

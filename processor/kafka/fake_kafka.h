@@ -4,11 +4,12 @@
 //
 // What it honours (the semantics the Processor relies on):
 //  1. Topics have a fixed number of partitions, each an append-only log;
-//     offsets start at 0 and never change. Producing with partition -1
+//     offsets start at 0 and never change (retention and compaction remove
+//     records, never renumber them). Producing with partition -1
 //     picks FNV-1a(key) % partitions (stable across runs and processes).
 //  2. A consumer group keeps committed offsets per (topic, partition). A
 //     member's fetch position for a newly assigned partition is its
-//     committed offset, or 0 (auto.offset.reset=earliest).
+//     committed offset, or the log start (auto.offset.reset=earliest).
 //  3. Membership changes (Subscribe, Close, a crash, JoinGroup/LeaveGroup,
 //     Rebalance()) start a new generation. Each member rebalances inside its
 //     next Poll, eagerly: OnRevoked with its whole assignment, then
@@ -26,9 +27,10 @@
 //     them); they are acknowledged at Flush()/Poll(). A scripted delivery
 //     failure drops the message instead and fails the next Flush() with the
 //     first failure's class and code, as the librdkafka producer does.
-//  6. EOF: a partition is at EOF once a fetch found its position at the log
-//     end, and stays so while that remains true (a Seek back or a new
-//     append ends it). Paused partitions do not count for AllAssignedAtEof.
+//  6. EOF: a partition is at EOF once a fetch found its position at the
+//     visible end (the log end; the LSO under read_committed, see 11), and
+//     stays so while that remains true (a Seek back or a new append ends it). Paused partitions do
+//     not count for AllAssignedAtEof.
 //  7. Poll never blocks: with nothing to return it returns at once (tests
 //     must not sleep; the Processor's idle exit ends a run).
 //  8. Records may have a null value (a tombstone: ProduceTombstone,
@@ -75,7 +77,7 @@
 //     never reads past the LSO (its EOF is at the LSO). Control markers are
 //     never returned (positions step over them).
 // 12. PartitionReader: Assign at offsets (kOffsetBeginning: the log start;
-//     kOffsetEnd: the log end; below the log start: the log start), Poll in
+//     kOffsetEnd: the visible end; below the log start: the log start), Poll in
 //     offset order (round robin over partitions), AtEnd once a Poll left
 //     the position at the visible end (LSO for read_committed) and nothing
 //     was appended visibly since, Watermarks = (log start, log end).
@@ -88,16 +90,16 @@
 // Failure injection: FailNext() scripts the next calls of one operation to
 // fail with a chosen class and code. The crash facility: a Hook is called at
 // named points of a batch (after each produce, after a flush succeeded,
-// before and after an offset commit, before each poll, and around every
-// transaction step: after begin, after send offsets, before and after the
-// transaction commit). A test's hook calls
-// CrashNow(), which kills every client the cluster has created so far (their
-// members leave the group without revoke callbacks, as after a session
-// timeout; what they appended stays on the logs, uncommitted offsets are
-// lost, open transactions of killed producers are aborted) and throws FakeCrash out of the client
-// call, through the Processor, to the test. The test then destroys the Processor and the stage
-// (their uncommitted state is gone) and starts new ones over the same state directory and the same
-// cluster.
+// before and after an offset commit, before each poll, and around the
+// transaction steps: after begin, after send offsets, before and after the
+// transaction commit). A test's hook calls CrashNow(), which kills every
+// client the cluster has created so far (their members leave the group
+// without revoke callbacks, as after a session timeout; what they appended
+// stays on the logs, uncommitted offsets are lost, open transactions of
+// killed producers are aborted) and throws FakeCrash out of the client call,
+// through the Processor, to the test. The test then destroys the Processor
+// and the stage (their uncommitted state is gone) and starts new ones over
+// the same state directory and the same cluster.
 //
 // Thread safety: every FakeCluster method is thread-safe (one mutex). A
 // client is used as the interfaces say (one polling thread); the cluster

@@ -577,9 +577,13 @@ TEST_F(FakeKafkaTest, ReadCommittedReaderEndsAtTheLsoAndSkipsAbortedRecords) {
   EXPECT_EQ(PollValues(*ru), (Strings{"aborted", "committed", "open"}));
   EXPECT_TRUE(ru->AtEnd({"a", 0}));
 
+  auto from_end = MakeReader(true);
+  ASSERT_TRUE(from_end->Assign({{"a", 0, kOffsetEnd}}).ok()) << "the end is the LSO";
+
   ASSERT_TRUE(p->CommitTransaction(absl::Seconds(1)).ok());
   EXPECT_FALSE(rc->AtEnd({"a", 0}));
   EXPECT_EQ(PollValues(*rc), (Strings{"open"}));
+  EXPECT_EQ(PollValues(*from_end), (Strings{"open"}));
   EXPECT_TRUE(rc->AtEnd({"a", 0}));
   EXPECT_TRUE(PollValues(*ru).empty());
   EXPECT_TRUE(ru->AtEnd({"a", 0})) << "a marker is not a visible append";

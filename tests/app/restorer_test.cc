@@ -696,6 +696,64 @@ TEST_F(RestorerTest, DISABLED_AFailedApplyReportsNoProgress) {
   EXPECT_EQ(r.to_offset, r.from_offset);
 }
 
+TEST_F(RestorerTest, ACheckpointedStoreDiscardsAStrayTailAfterItsCheckpoint) {
+  for (int round = 0; round < 2; ++round) {
+    Mutate(*source_, round);
+    WriteBatch(*source_, Positions(round));
+  }
+  testing::TestDir dir;
+  auto stores = MakeStores(dir);
+  TaskStore* restored = Open(*stores);
+  ASSERT_OK(Restore(restored).status);
+  for (int round = 2; round < 4; ++round) {
+    Mutate(*source_, round);
+    WriteBatch(*source_, Positions(round));
+  }
+  const int64_t committed_end = LogEnd();
+  Mutate(*source_, 4);
+  const std::vector<std::string> stray = WriteBatch(*source_, Positions(4), /*complete=*/false);
+  const RestoreResult r = Restore(restored, /*tail_window=*/2, /*apply_batch=*/3);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.tail_records, stray.size());
+  EXPECT_EQ(r.to_offset, committed_end);
+  ExpectSameState(*source_, *restored);
+  EXPECT_TRUE(restored->has_compensation());
+}
+
+// A zombie's transaction still open at the end of the changelog (its
+// producer died and nobody initialised the id yet): read_committed stops at
+// the LSO, so the restore ends there with the committed state and no tail.
+TEST_F(RestorerTest, AnOpenTransactionAtTheEndIsNotRestoredUnderReadCommitted) {
+  cluster_.SetAbortOnCrash(false);
+  std::unique_ptr<kafka::Producer> producer = MakeTransactionalProducer();
+  for (int round = 0; round < 3; ++round) {
+    Mutate(*source_, round);
+    WriteTransaction(*producer, *source_, Positions(round));
+  }
+  const int64_t lso = LogEnd();
+  Mutate(*source_, 3);
+  ASSERT_OK(producer->BeginTransaction());
+  ASSERT_OK(source_->PrepareCommit(Positions(3)));
+  ASSERT_OK(source_->ForEachChangelogRecord([&](std::string_view key, const std::string* value) {
+    return value == nullptr ? producer->ProduceTombstone(kTopic, kPartition, key)
+                            : producer->Produce(kTopic, kPartition, key, *value);
+  }));
+  ASSERT_OK(producer->Produce(kTopic, kPartition, kChangelogMarkerKey, kChangelogMarkerValue));
+  source_->Discard();  // the process dies before the commit
+  EXPECT_EQ(cluster_.LastStableOffset(kTopic, kPartition), lso);
+  ASSERT_GT(LogEnd(), lso);
+
+  testing::TestDir dir;
+  auto stores = MakeStores(dir);
+  TaskStore* restored = Open(*stores);
+  const RestoreResult r = Restore(restored, /*tail_window=*/3, 20'000, /*read_committed=*/true);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.tail_records, 0u);
+  EXPECT_LE(r.to_offset, lso);
+  ExpectSameState(*source_, *restored);
+  EXPECT_FALSE(restored->has_compensation());
+}
+
 // A log big enough that a restore takes many polls.
 void AppendManyClicks(FakeCluster& cluster, int32_t partition, int n) {
   for (int i = 0; i < n; ++i) {
@@ -744,7 +802,12 @@ TEST_F(RestorerTest, CancelStopsTheRestoreAndLeavesAConsistentCheckpoint) {
     GTEST_LOG_(INFO) << "the restore finished before Cancel: nothing was cut short";
   }
 
-  // A new restore goes on from the checkpoint to the end.
+  // The process dies here: the store reopens at the checkpoint it wrote,
+  // and a new restore goes on from there to the end.
+  stores.reset();
+  stores = MakeStores(dir);
+  restored = Open(*stores);
+  EXPECT_EQ(restored->changelog_offset(), checkpoint);
   restorer->Start(kPartition, restored);
   const RestoreResult r = Await(*restorer);
   ASSERT_OK(r.status);

@@ -298,7 +298,7 @@ void FakeCluster::DeleteRecordsBefore(const std::string& topic, int32_t partitio
   p.log_start = offset;
 }
 
-void FakeCluster::Compact(const std::string& topic, int32_t partition) {
+void FakeCluster::Compact(const std::string& topic, int32_t partition, bool drop_tombstones) {
   absl::MutexLock lock(&mu_);
   Partition& p = *PartitionLocked(topic, partition);
   const int64_t lso = LsoLocked(p);
@@ -311,6 +311,7 @@ void FakeCluster::Compact(const std::string& topic, int32_t partition) {
   std::erase_if(p.log, [&](const Record& r) {
     if (r.offset >= lso || r.control) return false;
     if (StateLocked(r) == TxnState::kAborted) return true;
+    if (drop_tombstones && r.value_is_null) return true;
     return latest.at(r.key) != r.offset;
   });
 }

@@ -243,8 +243,9 @@ class FakeCluster {
   void DeleteRecordsBefore(const std::string& topic, int32_t partition, int64_t offset);
   // Log compaction of everything below the LSO: keeps the latest data
   // record of each key (tombstones included), drops aborted records;
-  // control markers and offsets stay.
-  void Compact(const std::string& topic, int32_t partition);
+  // control markers and offsets stay. `drop_tombstones`: the tombstones go
+  // too (a cleaner pass after delete.retention.ms).
+  void Compact(const std::string& topic, int32_t partition, bool drop_tombstones = false);
 
   // Transactions. Open transactions (of every transactional id).
   int OpenTransactions() const;

@@ -628,6 +628,8 @@ TEST_F(FakeKafkaTest, CompactionKeepsTheLatestRecordPerKeyBelowTheLso) {
   auto reader = MakeReader(false);
   ASSERT_TRUE(reader->Assign({{"a", 0, kOffsetBeginning}}).ok());
   EXPECT_EQ(PollValues(*reader), (Strings{"x2", "<null>", "open"}));
+  cluster_.Compact("a", 0, /*drop_tombstones=*/true);
+  EXPECT_EQ(Values(cluster_.Records("a", 0)), (Strings{"x2", "open"}));
 }
 
 }  // namespace

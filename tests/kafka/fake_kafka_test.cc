@@ -609,6 +609,8 @@ TEST_F(FakeKafkaTest, TopicAdminFindsCreatesAndDescribesTopics) {
   EXPECT_EQ(*config, (std::map<std::string, std::string>{{"cleanup.policy", "compact"},
                                                          {"retention.ms", "604800000"}}));
   EXPECT_EQ(cluster_.TopicConfigs("changelog").at("cleanup.policy"), "compact");
+  EXPECT_TRUE(cluster_.HasTopic("changelog"));
+  EXPECT_FALSE(cluster_.HasTopic("nope"));
 }
 
 TEST_F(FakeKafkaTest, CompactionKeepsTheLatestRecordPerKeyBelowTheLso) {

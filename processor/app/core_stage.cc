@@ -366,6 +366,17 @@ absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, 
 }
 
 void CoreStage::AbortBatch() {
+  // Changelog records of the aborted batch may be on the log (a broker
+  // without transactions keeps them visible): the task's next batch
+  // re-writes their committed values, as for a tail found at restore.
+  for (int32_t p : prepared_) {
+    auto it = tasks_.find(p);
+    auto written = changelog_written_.find(p);
+    if (it != tasks_.end() && written != changelog_written_.end()) {
+      it->second->store->AddCompensation(written->second);
+    }
+  }
+  changelog_written_.clear();
   prepared_.clear();
   changelog_ = nullptr;
   for (auto& [partition, task] : tasks_) {
@@ -425,9 +436,12 @@ absl::Status CoreStage::WriteChangelog(const std::vector<Position>& next_offsets
     if (!task->touched && it == by_partition.end() && !task->store->has_compensation()) continue;
     static const std::vector<InputPosition> kNone;
     absl::Status s = task->store->PrepareCommit(it == by_partition.end() ? kNone : it->second);
+    std::vector<std::string>& written = changelog_written_[partition];
+    written.clear();
     if (s.ok()) {
       s = task->store->ForEachChangelogRecord(
           [&, p = partition](std::string_view key, const std::string* value) {
+            written.emplace_back(key);
             return changelog.Record(p, key, value);
           });
     }
@@ -463,6 +477,7 @@ absl::Status CoreStage::ApplyPrepared() {
     task.touched = false;
   }
   prepared_.clear();
+  changelog_written_.clear();
   changelog_ = nullptr;
   return absl::OkStatus();
 }
@@ -637,11 +652,31 @@ int CoreStage::RestoringTasks() const {
 std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32_t>* ready) {
   std::vector<Position> positions;
   if (restorer_ == nullptr) return positions;
-  bool grew = false;
+  // Each activation rebuilds the shared dedup and flood tables from every
+  // open task (seconds with millions of keys), so tasks restored close
+  // together are activated together: once no restore is left, or once the
+  // first finished one has waited kActivationHold (other tasks keep running
+  // meanwhile; only the restored ones wait).
+  constexpr absl::Duration kActivationHold = absl::Seconds(1);
   for (RestoreResult& r : restorer_->TakeFinished()) {
+    if (restored_.empty()) restored_since_ = absl::Now();
+    restored_.push_back(std::move(r));
+  }
+  if (restored_.empty()) return positions;
+  if (restorer_->progress().restoring > 0 && absl::Now() - restored_since_ < kActivationHold) {
+    return positions;
+  }
+  bool grew = false;
+  for (RestoreResult& r : std::exchange(restored_, {})) {
     auto it = tasks_.find(r.partition);
     if (it == tasks_.end() || !it->second->restoring) continue;
     Task& task = *it->second;
+    if (r.status.code() == absl::StatusCode::kDataLoss) {
+      // A record this build cannot read: retrying cannot help.
+      Remember(absl::DataLossError(absl::StrCat("partition ", r.partition,
+                                                ": restoring the changelog: ", r.status.message())));
+      continue;
+    }
     if (!r.status.ok()) {
       // Retriable by nature (the broker, the reader): the store keeps what
       // was applied with its offset, so the next attempt resumes there.
@@ -657,6 +692,11 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
                 " local_state_ends_at=", r.lost_from,
                 " (the changelog no longer holds the records in between: check its "
                 "cleanup.policy=compact and retention; joins over that state may miss)");
+    }
+    if (r.cleared) {
+      TALLY_LOG(kInfo, kLog, "partition ", r.partition,
+                ": local checkpoint older than the changelog's tombstone retention; store "
+                "cleared and restored from the start");
     }
     TALLY_LOG(kInfo, kLog, "partition ", r.partition, ": restored ", r.records,
               " changelog records (offsets ", r.from_offset, " .. ", r.to_offset, ") in ",

@@ -32,6 +32,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "processor/app/pipeline.h"
 #include "processor/app/restorer.h"
 #include "processor/dedup/deduplicator.h"
@@ -143,9 +145,13 @@ class CoreStage final : public PipelineStage {
   CoreStageCounters counters_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<Restorer> restorer_;
+  // Finished restores not activated yet (see TakeReadyTasks).
+  std::vector<RestoreResult> restored_;
+  absl::Time restored_since_;
   // Between WriteChangelog and CommitBatch: the tasks whose batch is staged
   // and where their markers go.
   std::vector<int32_t> prepared_;
+  std::map<int32_t, std::vector<std::string>> changelog_written_;  // keys, per prepared task
   ChangelogSink* changelog_ = nullptr;
 };
 

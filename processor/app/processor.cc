@@ -320,6 +320,11 @@ class Processor::Impl final : public Outputs,
       }
       if (absl::Status s = HoldBackHalfTasks(&batch); !s.ok()) return Fail(s);
       RefreshLag();
+      if (batch.empty()) {
+        ProbeBroker();
+      } else {
+        last_broker_contact_ = absl::Now();
+      }
       UpdateReadiness();
       if (batch.empty()) {
         if (options_.stop_when_idle > absl::ZeroDuration() && !consumer_->Assignment().empty() &&
@@ -1033,6 +1038,8 @@ class Processor::Impl final : public Outputs,
       reason = "not in the consumer group (joining or rebalancing)";
     } else if (!consumer_->BrokersReachable()) {
       reason = "broker unreachable";
+    } else if (probe_failed_) {
+      reason = "broker unreachable (metadata request failed)";
     } else if (awaiting_acks_) {
       reason = "waiting for Kafka to acknowledge outputs";
     } else if (commit_blocked_) {
@@ -1045,6 +1052,23 @@ class Processor::Impl final : public Outputs,
     const bool ready = reason.empty();
     metrics_.ready.Set(ready ? 1 : 0);
     if (options_.health != nullptr) options_.health->SetReady(ready, std::move(reason));
+  }
+
+  // While no input arrives nothing talks to the broker on this thread, and
+  // the clients' connection-error events are not always raised (the
+  // readiness scenario saw an 8 s outage pass unnoticed): after 2 s without
+  // a message, one metadata request (bounded, 500 ms) says whether the
+  // cluster answers.
+  void ProbeBroker() {
+    const absl::Time now = absl::Now();
+    if (now - last_broker_contact_ < absl::Seconds(2) || now - last_probe_ < absl::Seconds(2)) {
+      return;
+    }
+    last_probe_ = now;
+    absl::StatusOr<int32_t> n =
+        producer_->PartitionCount(options_.topics.clicks, absl::Milliseconds(500));
+    probe_failed_ = !n.ok();
+    if (n.ok()) last_broker_contact_ = absl::Now();
   }
 
   void RefreshLag() {
@@ -1154,6 +1178,9 @@ class Processor::Impl final : public Outputs,
   std::map<kafka::TopicPartition, int64_t> pending_seeks_;  // to restored positions
   std::map<int32_t, int64_t> marker_next_;  // changelog offset after each task's marker
   bool txn_open_ = false;
+  absl::Time last_broker_contact_ = absl::Now();
+  absl::Time last_probe_ = absl::InfinitePast();
+  bool probe_failed_ = false;
   std::vector<kafka::TopicPartition> to_pause_;
   std::vector<kafka::TopicPartition> to_resume_;
   int64_t half_tasks_ = 0;

@@ -28,15 +28,29 @@ std::map<std::string, std::string> ChangelogTopicConfig() {
       {"cleanup.policy", "compact"},
       // Time-based deletion would lose state that is never re-written.
       {"retention.ms", "-1"},
-      // Records of an open transaction must not be compacted against
-      // before it resolves; a small lag keeps recent tails readable.
-      {"min.compaction.lag.ms", "0"},
+      // The tail of a batch that never completed (no marker) is compensated
+      // by the task's next batch; until then, compacting against it could
+      // drop the committed record of its keys (without transactions the
+      // cleaner keeps stray records). A day is far longer than that.
+      {"min.compaction.lag.ms", "86400000"},
+      // Tombstones must outlive any local checkpoint that may still be
+      // restored from (an older store is restored from scratch, see the
+      // stage).
+      {"delete.retention.ms", "604800000"},
       {"segment.bytes", "104857600"},
   };
 }
 
 Restorer::Restorer(Options options, std::unique_ptr<kafka::PartitionReader> reader)
-    : options_(std::move(options)), reader_(std::move(reader)), thread_([this] { Loop(); }) {}
+    : options_(Sanitized(std::move(options))),
+      reader_(std::move(reader)),
+      thread_([this] { Loop(); }) {}
+
+Restorer::Options Restorer::Sanitized(Options options) {
+  options.tail_window = std::max<int64_t>(options.tail_window, 1);
+  options.apply_batch = std::max<size_t>(options.apply_batch, 1);
+  return options;
+}
 
 Restorer::~Restorer() {
   {
@@ -59,6 +73,8 @@ void Restorer::Start(int32_t partition, TaskStore* store) {
 
 void Restorer::Cancel(int32_t partition) {
   std::unique_lock lock(mu_);
+  standbys_.erase(partition);
+  standby_lags_.erase(partition);
   std::erase_if(queue_, [&](const Job& j) { return j.partition == partition; });
   std::erase_if(finished_, [&](const RestoreResult& r) { return r.partition == partition; });
   if (running_ == partition) {
@@ -94,18 +110,73 @@ bool Restorer::Cancelled(int32_t partition) const {
   return stop_ || cancel_ == partition;
 }
 
+void Restorer::SetStandbys(const std::map<int32_t, TaskStore*>& standbys) {
+  std::unique_lock lock(mu_);
+  standbys_ = standbys;
+  std::erase_if(standby_lags_, [&](const auto& e) { return !standbys_.contains(e.first); });
+  // A round over a store that left the set must end before the caller may
+  // close it.
+  if (running_.has_value() && running_standby_ && !standbys_.contains(*running_)) {
+    const int32_t p = *running_;
+    cancel_ = p;
+    cv_.wait(lock, [&] { return running_ != p; });
+  }
+  cv_.notify_all();
+}
+
 void Restorer::Loop() {
+  std::deque<int32_t> standby_round;  // what is left of the current round
   for (;;) {
     Job job;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (stop_) return;
-      job = queue_.front();
-      queue_.pop_front();
+      for (;;) {
+        if (stop_) return;
+        if (!queue_.empty()) {
+          job = queue_.front();
+          queue_.pop_front();
+          break;
+        }
+        while (!standby_round.empty() && !standbys_.contains(standby_round.front())) {
+          standby_round.pop_front();
+        }
+        if (!standby_round.empty()) {
+          const int32_t p = standby_round.front();
+          standby_round.pop_front();
+          job = Job{p, standbys_.at(p), /*standby=*/true};
+          break;
+        }
+        // A new round after the interval (new jobs and stop wake it early).
+        const bool woke = cv_.wait_for(
+            lock, absl::ToChronoMilliseconds(options_.standby_interval),
+            [&] { return stop_ || !queue_.empty(); });
+        if (!woke) {
+          for (const auto& [p, store] : standbys_) standby_round.push_back(p);
+        }
+      }
       running_ = job.partition;
+      running_standby_ = job.standby;
     }
     RestoreResult result = Run(job);
+    if (job.standby) {
+      std::lock_guard lock(mu_);
+      running_.reset();
+      running_standby_ = false;
+      cancel_.reset();
+      if (result.status.ok() && standbys_.contains(job.partition)) {
+        standby_lags_[job.partition] = result.tail_records;
+      }
+      uint64_t lag = 0;
+      for (const auto& [p, l] : standby_lags_) lag += l;
+      standby_lag_.store(lag, std::memory_order_relaxed);
+      cv_.notify_all();
+      continue;
+    }
+    if (!result.status.ok()) {
+      // Most failures are the broker's (retried by the stage): do not spin.
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_ || cancel_.has_value(); });
+    }
     {
       std::lock_guard lock(mu_);
       running_.reset();
@@ -148,7 +219,16 @@ RestoreResult Restorer::Run(const Job& job) {
     return result;
   }
   const auto [low, high] = *watermarks;
-  const std::optional<int64_t> checkpoint = store.changelog_offset();
+  std::optional<int64_t> checkpoint = store.changelog_offset();
+  if (checkpoint.has_value() && store.changelog_time_ms() > 0 &&
+      absl::FromUnixMillis(store.changelog_time_ms()) + options_.max_checkpoint_age < absl::Now()) {
+    if (absl::Status s = store.Clear(); !s.ok()) {
+      result.status = s;
+      return result;
+    }
+    result.cleared = true;
+    checkpoint.reset();
+  }
   // A compacted changelog keeps its log start at 0; a later start means
   // records were deleted (retention, or the mock broker's 5 MiB cap), so
   // the state written below it is gone. Said loudly by the stage; what is
@@ -161,7 +241,7 @@ RestoreResult Restorer::Run(const Job& job) {
   result.from_offset = from;
   result.to_offset = from;
   if (from >= high) {
-    result.status = store.ReloadCommitted();
+    if (!job.standby) result.status = store.ReloadCommitted();
     result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
     return result;
   }
@@ -189,7 +269,8 @@ RestoreResult Restorer::Run(const Job& job) {
       return result;
     }
     if (last_marker.has_value() || window_start == from) break;
-    window_start = std::max(from, high - 4 * (high - window_start));
+    // Grows by at least one record, so the loop ends at `from`.
+    window_start = std::max(from, std::min(window_start - 1, high - 4 * (high - window_start)));
   }
 
   // Pass 2: everything before the window precedes the last marker.
@@ -200,11 +281,12 @@ RestoreResult Restorer::Run(const Job& job) {
   auto flush = [&](int64_t next) {
     if (batch.empty() && next <= result.to_offset) return true;
     apply_status = store.ApplyChangelog(batch, next);
+    if (!apply_status.ok()) return false;
     result.records += batch.size();
     records_done_.fetch_add(batch.size(), std::memory_order_relaxed);
     result.to_offset = next;
     batch.clear();
-    return apply_status.ok();
+    return true;
   };
   if (window_start > from) {
     absl::Status s = ReadRange(job.partition, from, [&](const kafka::Message& m) {
@@ -245,6 +327,13 @@ RestoreResult Restorer::Run(const Job& job) {
     return result;
   }
   result.tail_records = tail.size();
+  if (job.standby) {
+    // The tail of a live owner's batch whose marker is still to come: the
+    // next round applies it.
+    records_remaining_.store(0, std::memory_order_relaxed);
+    result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    return result;
+  }
   if (absl::Status s = store.ReloadCommitted(); !s.ok()) {
     result.status = s;
     return result;

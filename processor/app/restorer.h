@@ -68,6 +68,7 @@ struct RestoreResult {
   // The changelog no longer holds [lost_from, from_offset) (retention or a
   // truncated partition): state written there is gone. lost_from -1: none.
   int64_t lost_from = -1;
+  bool cleared = false;  // the checkpoint was too old: restored from the start
   double seconds = 0;
 };
 
@@ -86,7 +87,14 @@ class Restorer {
     int64_t tail_window = 100'000;
     // Records per local write batch.
     size_t apply_batch = 20'000;
+    // Pause between two rounds over the standbys.
+    absl::Duration standby_interval = absl::Seconds(1);
     absl::Duration poll_timeout = absl::Milliseconds(200);
+    // A store whose checkpoint is older than this is cleared and restored
+    // from the start: the changelog's tombstones of deletions after it may
+    // be gone (delete.retention.ms, 7 days in ChangelogTopicConfig), so
+    // replaying only the tail could bring deleted keys back.
+    absl::Duration max_checkpoint_age = absl::Hours(24 * 6);
   };
   // The reader is used on the restorer's thread only.
   Restorer(Options options, std::unique_ptr<kafka::PartitionReader> reader);
@@ -101,6 +109,16 @@ class Restorer {
   // the thread no longer touches its store. The store keeps what was
   // applied, with the offset it was applied up to.
   void Cancel(int32_t partition);
+  // Standby replicas: the stores of tasks this instance does not own, kept
+  // close to the changelog's end whenever no restore is queued (each round
+  // applies what lies before each one's last marker; the tail waits for its
+  // marker). Replaces the previous set; a store leaving it is no longer
+  // touched once this returns.
+  void SetStandbys(const std::map<int32_t, TaskStore*>& standbys);
+  // Records between each standby's checkpoint and its changelog's end, as of
+  // its last round (summed).
+  uint64_t standby_lag() const { return standby_lag_.load(std::memory_order_relaxed); }
+
   // Restores that ended since the last call, in completion order.
   std::vector<RestoreResult> TakeFinished();
   RestoreProgress progress() const;
@@ -110,7 +128,9 @@ class Restorer {
   struct Job {
     int32_t partition;
     TaskStore* store;
+    bool standby = false;  // a follow round: no compensation, no reload
   };
+  static Options Sanitized(Options options);
   void Loop();
   RestoreResult Run(const Job& job);
   // Reads [from, end of log) of the changelog partition; fn(message) per
@@ -126,8 +146,12 @@ class Restorer {
   std::condition_variable cv_;
   std::deque<Job> queue_;
   std::optional<int32_t> running_;
+  bool running_standby_ = false;
   std::optional<int32_t> cancel_;  // the running job must stop
   std::vector<RestoreResult> finished_;
+  std::map<int32_t, TaskStore*> standbys_;
+  std::map<int32_t, uint64_t> standby_lags_;
+  std::atomic<uint64_t> standby_lag_{0};
   bool stop_ = false;
   // relaxed: progress figures for metrics only.
   std::atomic<uint64_t> records_done_{0};

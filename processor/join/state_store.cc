@@ -1,6 +1,7 @@
 #include "processor/join/state_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 #include <utility>
@@ -353,6 +354,10 @@ absl::Status TaskStore::LoadMeta() {
       }
     } else if (key == codec::kMetaDedupWatermark) {
       if (!r.Time(&committed_dedup_wm_)) return absl::DataLossError("state store: corrupt wm");
+    } else if (key == codec::kMetaChangelogTime) {
+      if (!r.ZigZag(&changelog_time_ms_)) {
+        return absl::DataLossError("state store: corrupt changelog time");
+      }
     } else if (key == codec::kMetaChangelogNext) {
       int64_t next;
       if (!r.ZigZag(&next)) return absl::DataLossError("state store: corrupt changelog offset");
@@ -844,10 +849,16 @@ absl::Status TaskStore::ForEachChangelogRecord(
 absl::Status TaskStore::ApplyCommit(std::optional<int64_t> changelog_next) {
   if (!prepared_) return absl::FailedPreconditionError("state store: commit without prepare");
   rocksdb::Status s;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
   if (changelog_next.has_value()) {
-    std::string value;
+    std::string value, time;
     codec::PutZigZag(&value, *changelog_next);
+    codec::PutZigZag(&time, now_ms);
     s = batch_->Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogNext), value);
+    if (s.ok()) s = batch_->Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogTime), time);
     if (!s.ok()) return FromRocks(s, "commit");
   }
   rocksdb::WriteOptions wo;
@@ -859,6 +870,7 @@ absl::Status TaskStore::ApplyCommit(std::optional<int64_t> changelog_next) {
   if (!s.ok()) return FromRocks(s, "commit");
   if (changelog_next.has_value()) {
     changelog_offset_ = changelog_next;
+    changelog_time_ms_ = now_ms;
     compensation_.clear();
   }
   positions_ = std::move(prepared_positions_);
@@ -897,15 +909,50 @@ absl::Status TaskStore::ApplyChangelog(
     s = value.has_value() ? batch.Put(family, k, ToSlice(*value)) : batch.Delete(family, k);
     if (!s.ok()) return FromRocks(s, "restore");
   }
-  std::string next;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  std::string next, time;
   codec::PutZigZag(&next, changelog_next);
+  codec::PutZigZag(&time, now_ms);
   s = batch.Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogNext), next);
+  if (s.ok()) s = batch.Put(cf(StoreFamily::kMeta), ToSlice(codec::kMetaChangelogTime), time);
   if (!s.ok()) return FromRocks(s, "restore");
   // No fsync: a crash loses at most a suffix of the restore, and the offset
   // written with it says where to resume.
   s = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!s.ok()) return FromRocks(s, "restore");
   changelog_offset_ = changelog_next;
+  changelog_time_ms_ = now_ms;
+  return absl::OkStatus();
+}
+
+absl::Status TaskStore::Clear() {
+  if (dirty_ || prepared_) {
+    return absl::FailedPreconditionError("state store: clear with a batch open");
+  }
+  rocksdb::WriteBatch batch;
+  for (int i = 0; i < kStoreFamilyCount; ++i) {
+    const auto family = static_cast<StoreFamily>(i);
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), cf(family)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const std::string_view key = ToView(it->key());
+      if (family == StoreFamily::kMeta &&
+          (key == codec::kMetaFormat || key == codec::kMetaPartition)) {
+        continue;
+      }
+      rocksdb::Status s = batch.Delete(cf(family), it->key());
+      if (!s.ok()) return FromRocks(s, "clear");
+    }
+    if (!it->status().ok()) return FromRocks(it->status(), "clear");
+  }
+  rocksdb::Status s = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!s.ok()) return FromRocks(s, "clear");
+  changelog_offset_.reset();
+  changelog_time_ms_ = 0;
+  compensation_.clear();
+  journal_.clear();
   return absl::OkStatus();
 }
 
@@ -1060,6 +1107,7 @@ absl::StatusOr<TaskStore*> StateStores::Open(int32_t partition) {
 absl::Status StateStores::Close(int32_t partition) {
   std::unique_lock lock(mu_);
   stores_.erase(partition);
+  unindexed_.erase(partition);
   return absl::OkStatus();
 }
 
@@ -1089,9 +1137,19 @@ std::vector<int32_t> StateStores::open_partitions() const {
 
 uint64_t StateStores::cache_usage_bytes() const { return cache_->GetUsage(); }
 
+void StateStores::SetIndexed(int32_t partition, bool indexed) {
+  std::unique_lock lock(mu_);
+  if (indexed) {
+    unindexed_.erase(partition);
+  } else {
+    unindexed_.insert(partition);
+  }
+}
+
 absl::StatusOr<bool> StateStores::Contains(const DedupKey& key) {
   std::shared_lock lock(mu_);
   for (const auto& [partition, store] : stores_) {
+    if (unindexed_.contains(partition)) continue;
     absl::StatusOr<bool> found = store->ContainsDedupKey(key);
     if (!found.ok() || *found) return found;
   }
@@ -1102,6 +1160,7 @@ absl::Status StateStores::ForEachSince(
     TimestampMs since, absl::FunctionRef<void(const DedupKey& key, TimestampMs event_time)> fn) {
   std::shared_lock lock(mu_);
   for (const auto& [partition, store] : stores_) {
+    if (unindexed_.contains(partition)) continue;
     if (absl::Status s = store->ForEachDedupKeySince(since, fn); !s.ok()) return s;
   }
   return absl::OkStatus();

@@ -249,6 +249,12 @@ class TaskStore {
   // The changelog offset up to which this store holds the changelog (after
   // the last applied marker); nullopt: none (a new or pre-changelog store).
   std::optional<int64_t> changelog_offset() const { return changelog_offset_; }
+  // When that offset was written (wall clock, ms since the epoch); 0: unknown.
+  int64_t changelog_time_ms() const { return changelog_time_ms_; }
+  // Deletes every record and the checkpoint (format and partition stay):
+  // the store is then restored from the changelog's start. REQUIRES: no
+  // uncommitted changes; call ReloadCommitted() after.
+  absl::Status Clear();
   // Restore: writes committed changelog records (as ForEachChangelogRecord
   // yields them) straight to the store, with `changelog_next`, in one
   // atomic write. REQUIRES: no uncommitted changes. Call ReloadCommitted()
@@ -347,6 +353,7 @@ class TaskStore {
   std::map<std::string, int64_t, std::less<>> prepared_positions_;
   std::vector<int64_t> prepared_covered_;
   std::optional<int64_t> changelog_offset_;  // committed
+  int64_t changelog_time_ms_ = 0;
   std::set<std::string> compensation_;
 };
 
@@ -367,6 +374,10 @@ class StateStores final : public DurableIdIndex {
   // another instance, which restores it from the changelog).
   absl::Status Delete(int32_t partition);
   TaskStore* Find(int32_t partition) const;  // nullptr when not open
+  // Whether an open store answers for the DurableIdIndex (a standby's copy
+  // of another instance's task does not: this instance decides nothing for
+  // it). Open stores are indexed; Close resets it.
+  void SetIndexed(int32_t partition, bool indexed);
   // The number of input partitions: state.max_open_files is split evenly
   // among that many stores. Call before the first Open.
   void SetExpectedStoreCount(int stores);
@@ -396,6 +407,7 @@ class StateStores final : public DurableIdIndex {
   // Exclusive: Open/Close/Delete. Shared: Contains/ForEachSince/Find.
   mutable std::shared_mutex mu_;
   std::map<int32_t, std::unique_ptr<TaskStore>> stores_;
+  std::set<int32_t> unindexed_;
   int expected_stores_ = 1;
 };
 

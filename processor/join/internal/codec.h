@@ -121,6 +121,8 @@ inline constexpr std::string_view kMetaOffsetPrefix = "offset/";                
 // The changelog offset after the last marker this store applied (local only:
 // never itself changelogged).
 inline constexpr std::string_view kMetaChangelogNext = "changelog/next";  // zigzag
+// Wall time (ms) of the write that stored kMetaChangelogNext (local only).
+inline constexpr std::string_view kMetaChangelogTime = "changelog/time";  // zigzag
 
 }  // namespace tally::join_internal
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <limits>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -140,6 +141,8 @@ CoreStage::~CoreStage() {
   // A batch that never reached CommitBatch is forgotten by the deduplicator
   // too; its events are replayed by whoever owns the partitions next.
   if (dedup_batch_ != nullptr) dedup_->Abort(std::move(dedup_batch_));
+  // The restorer's thread touches task and standby stores: it goes first.
+  restorer_.reset();
   tasks_.clear();
 }
 
@@ -585,6 +588,13 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
   bool grew = false;
   for (int32_t p : partitions) {
     if (tasks_.contains(p)) continue;
+    if (auto standby = standbys_.find(p); standby != standbys_.end()) {
+      // A warm standby becomes the task: the restorer stops following it
+      // (the store stays open), then restores the little that is left.
+      standbys_.erase(standby);
+      restorer_->SetStandbys(standbys_);
+      stores_->SetIndexed(p, true);
+    }
     absl::StatusOr<TaskStore*> store = stores_->Open(p);
     if (!store.ok()) {
       Remember(absl::Status(
@@ -611,6 +621,7 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
     grew = true;
   }
   CountPending();
+  UpdateStandbys();
   // The shared dedup table must know the committed ids of every partition
   // this instance now owns before it answers for them.
   if (grew) {
@@ -623,6 +634,60 @@ void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
     } else {
       Remember(RebuildDeduplicator());
     }
+  }
+}
+
+std::vector<int32_t> CoreStage::standby_partitions() const {
+  std::vector<int32_t> out;
+  for (const auto& [p, store] : standbys_) out.push_back(p);
+  return out;
+}
+
+void CoreStage::UpdateStandbys() {
+  if (restorer_ == nullptr || options_.num_standbys <= 0) return;
+  // The range assignor gives each member a contiguous range of tasks; the
+  // tasks after this member's range are the next member's. Keeping them
+  // warm makes that member's fail-over (its tasks land here, at least
+  // partly, when the ranges are recomputed) a tail restore.
+  std::set<int32_t> wanted;
+  if (!tasks_.empty()) {
+    const int32_t last = tasks_.rbegin()->first;
+    const int64_t count =
+        std::min<int64_t>(static_cast<int64_t>(tasks_.size()) * options_.num_standbys,
+                          input_partitions_ - static_cast<int64_t>(tasks_.size()));
+    for (int64_t i = 1; static_cast<int64_t>(wanted.size()) < count && i < input_partitions_;
+         ++i) {
+      const auto p = static_cast<int32_t>((last + i) % input_partitions_);
+      if (!tasks_.contains(p)) wanted.insert(p);
+    }
+  }
+  std::map<int32_t, TaskStore*> next;
+  std::vector<int32_t> dropped;
+  for (const auto& [p, store] : standbys_) {
+    if (wanted.contains(p)) {
+      next.emplace(p, store);
+    } else {
+      dropped.push_back(p);
+    }
+  }
+  for (int32_t p : wanted) {
+    if (next.contains(p)) continue;
+    absl::StatusOr<TaskStore*> store = stores_->Open(p);
+    if (!store.ok()) {
+      TALLY_LOG(kWarning, kLog, "standby of partition ", p, " not opened: ", store.status().ToString());
+      continue;
+    }
+    stores_->SetIndexed(p, false);
+    next.emplace(p, *store);
+  }
+  standbys_ = std::move(next);
+  // Returns once no follow round touches a dropped store.
+  restorer_->SetStandbys(standbys_);
+  for (int32_t p : dropped) Remember(stores_->Close(p));
+  if (!wanted.empty() || !dropped.empty()) {
+    std::string list;
+    for (int32_t p : wanted) absl::StrAppend(&list, list.empty() ? "" : ",", p);
+    TALLY_LOG(kInfo, kLog, "standby tasks: [", list, "]");
   }
 }
 
@@ -732,6 +797,7 @@ void CoreStage::OnPartitionsRevoked(const std::vector<int32_t>& partitions) {
     // resumes where it stood.
     Remember(stores_->Close(p));
   }
+  UpdateStandbys();
 }
 
 }  // namespace tally

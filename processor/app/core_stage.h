@@ -61,6 +61,10 @@ struct CoreStageOptions {
   // The state changelog (docs/design.md §10); empty: no changelog (state
   // lives on the local volume only).
   std::string changelog_topic;
+  // processing.num_standbys: for each owned task, this many tasks of the
+  // next range (the next member's, with the range assignor) are kept warm
+  // from the changelog in local stores (docs/design.md §10.6).
+  int num_standbys = 0;
 };
 
 // Monotonic counters for the summary and metrics.
@@ -101,6 +105,7 @@ class CoreStage final : public PipelineStage {
   bool TaskReady(int32_t partition) const override;
   int RestoringTasks() const override;
   std::vector<Position> TakeReadyTasks(std::vector<int32_t>* ready) override;
+  std::vector<int32_t> standby_partitions() const;
 
   // The input partition count (for the pending share).
   void SetInputPartitionCount(int32_t partitions) override;
@@ -129,6 +134,9 @@ class CoreStage final : public PipelineStage {
   // The task's store is complete: its joiner starts and the shared tables
   // learn its state.
   void Activate(int32_t partition, Task& task);
+  // Recomputes the standby set from the owned tasks and hands it to the
+  // restorer (stores of tasks that leave it are closed).
+  void UpdateStandbys();
   // Applies the batch locally after the changelog transaction committed.
   absl::Status ApplyPrepared();
 
@@ -147,6 +155,7 @@ class CoreStage final : public PipelineStage {
   std::unique_ptr<Restorer> restorer_;
   // Finished restores not activated yet (see TakeReadyTasks).
   std::vector<RestoreResult> restored_;
+  std::map<int32_t, TaskStore*> standbys_;
   absl::Time restored_since_;
   // Between WriteChangelog and CommitBatch: the tasks whose batch is staged
   // and where their markers go.

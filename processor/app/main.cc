@@ -122,6 +122,7 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.join.pending_grace_ms = grace_ms;
   o.max_pending_conversions = config.processing.max_pending_conversions;
   o.changelog_topic = ChangelogTopicOf(config);
+  o.num_standbys = static_cast<int>(config.processing.num_standbys);
   return o;
 }
 

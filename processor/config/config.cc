@@ -174,6 +174,7 @@ const std::vector<KeySpec>& KeySpecs() {
       EnumKey<Guarantee>("processing.guarantee", FIELD(processing.guarantee),
                          {{"exactly_once", Guarantee::kExactlyOnce},
                           {"at_least_once", Guarantee::kAtLeastOnce}}),
+      IntegerKey("processing.num_standbys", FIELD(processing.num_standbys)),
       IntegerKey("processing.batch_max_messages", FIELD(processing.batch_max_messages)),
       DurationKey("processing.batch_max_time", FIELD(processing.batch_max_time)),
       EnumKey<AttributionKey>(
@@ -704,6 +705,7 @@ absl::Status ValidateConfig(const TallyConfig& c) {
   }
   const ProcessingOptions& p = c.processing;
   RETURN_IF_ERROR(CheckRange("processing.batch_max_messages", p.batch_max_messages, 1, 1'000'000));
+  RETURN_IF_ERROR(CheckRange("processing.num_standbys", p.num_standbys, 0, 8));
   RETURN_IF_ERROR(CheckDuration("processing.batch_max_time", p.batch_max_time,
                                 absl::Milliseconds(1), absl::Minutes(1)));
   RETURN_IF_ERROR(CheckDuration("processing.pending_grace", p.pending_grace, absl::ZeroDuration(),

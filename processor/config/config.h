@@ -85,6 +85,7 @@ enum class Guarantee { kExactlyOnce, kAtLeastOnce };
 
 struct ProcessingOptions {
   Guarantee guarantee = Guarantee::kExactlyOnce;
+  int64_t num_standbys = 0;
   int64_t batch_max_messages = 10'000;
   absl::Duration batch_max_time = absl::Milliseconds(100);
   AttributionKey attribution_key = AttributionKey::kClickId;

@@ -887,3 +887,48 @@ TEST_F(RestorerTest, ReadErrorsAndAMissingTopicFailTheRestore) {
 
 }  // namespace
 }  // namespace tally
+
+namespace tally {
+namespace {
+
+// A standby follows the changelog without being started: every complete
+// batch reaches its store, an incomplete tail only once its marker comes.
+TEST_F(RestorerTest, AStandbyFollowsTheChangelogUpToTheLastMarker) {
+  testing::TestDir dir;
+  auto stores = MakeStores(dir);
+  TaskStore* standby = Open(*stores);
+  std::unique_ptr<Restorer> restorer = MakeRestorer();
+  restorer->SetStandbys({{kPartition, standby}});
+  auto wait_for = [&](int64_t offset) {
+    for (int i = 0; i < 5'000; ++i) {
+      if (standby->changelog_offset().value_or(-1) >= offset) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return false;
+  };
+  for (int round = 0; round < 2; ++round) {
+    Mutate(*source_, round);
+    WriteBatch(*source_, Positions(round));
+  }
+  ASSERT_TRUE(wait_for(LogEnd())) << "the standby did not catch up";
+  EXPECT_TRUE(restorer->TakeFinished().empty()) << "a standby round is not a restore";
+  EXPECT_EQ(restorer->progress().restoring, 0);
+  const int64_t complete_end = LogEnd();
+  Mutate(*source_, 2);
+  WriteBatch(*source_, Positions(2), /*complete=*/false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(standby->changelog_offset().value_or(-1), complete_end) << "a tail was applied";
+  // Leaving the set: no round touches the store once SetStandbys returns.
+  restorer->SetStandbys({});
+  // Becoming the task: a normal restore from the standby's checkpoint reads
+  // only the tail (discarded: no marker) and reloads the in-memory state.
+  restorer->Start(kPartition, standby);
+  const RestoreResult r = Await(*restorer);
+  ASSERT_OK(r.status);
+  EXPECT_EQ(r.from_offset, complete_end);
+  EXPECT_EQ(r.records, 0u);
+  EXPECT_GT(r.tail_records, 0u);
+}
+
+}  // namespace
+}  // namespace tally

@@ -109,6 +109,7 @@ limits:
   max_event_time: 1893456000000
 processing:
   guarantee: at_least_once
+  num_standbys: 2
   batch_max_messages: 500
   batch_max_time: 250ms
   attribution_key: user_id
@@ -159,6 +160,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->topics.changelog, "c6");
   EXPECT_EQ(ChangelogTopicOf(*c), "c6");
   EXPECT_EQ(c->processing.guarantee, Guarantee::kAtLeastOnce);
+  EXPECT_EQ(c->processing.num_standbys, 2);
   EXPECT_EQ(c->formats.conversions, PayloadFormat::kProtobuf);
   EXPECT_EQ(c->limits.max_payload_bytes, 1u << 20);
   EXPECT_EQ(c->limits.max_rejected_original_bytes, 100u << 10);

@@ -17,6 +17,9 @@ CLICKS=${3:-$(faults_size 24000 200000)}
 PARTITIONS=${4:-$(faults_size 6 32)}
 RATE=${5:-$(faults_size 400 1500)}
 
+# One standby replica per task (processing.num_standbys=1): moved tasks
+# that were standbys restore a tail only.
+TALLY_EXTRA=(--set processing.num_standbys=1)
 start_devbroker_ctl "$PARTITIONS"
 start_load "$CLICKS" "$RATE" --flood-share 0 --bad-share 0.02
 

@@ -204,7 +204,8 @@ absl::Status CoreStage::RebuildDeduplicator() {
   TimestampMs latest = kNoWatermark;
   for (const auto& [p, task] : tasks_) {
     if (task->restoring) continue;  // the restorer's thread owns it
-    latest = std::max({latest, task->store->click_watermark(), task->store->conversion_watermark()});
+    latest =
+        std::max({latest, task->store->click_watermark(), task->store->conversion_watermark()});
   }
   const TimestampMs since =
       latest == kNoWatermark ? kNoWatermark
@@ -655,8 +656,7 @@ void CoreStage::UpdateStandbys() {
     const int64_t count =
         std::min<int64_t>(static_cast<int64_t>(tasks_.size()) * options_.num_standbys,
                           input_partitions_ - static_cast<int64_t>(tasks_.size()));
-    for (int64_t i = 1; static_cast<int64_t>(wanted.size()) < count && i < input_partitions_;
-         ++i) {
+    for (int64_t i = 1; static_cast<int64_t>(wanted.size()) < count && i < input_partitions_; ++i) {
       const auto p = static_cast<int32_t>((last + i) % input_partitions_);
       if (!tasks_.contains(p)) wanted.insert(p);
     }
@@ -674,7 +674,8 @@ void CoreStage::UpdateStandbys() {
     if (next.contains(p)) continue;
     absl::StatusOr<TaskStore*> store = stores_->Open(p);
     if (!store.ok()) {
-      TALLY_LOG(kWarning, kLog, "standby of partition ", p, " not opened: ", store.status().ToString());
+      TALLY_LOG(kWarning, kLog, "standby of partition ", p,
+                " not opened: ", store.status().ToString());
       continue;
     }
     stores_->SetIndexed(p, false);
@@ -738,8 +739,8 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
     Task& task = *it->second;
     if (r.status.code() == absl::StatusCode::kDataLoss) {
       // A record this build cannot read: retrying cannot help.
-      Remember(absl::DataLossError(absl::StrCat("partition ", r.partition,
-                                                ": restoring the changelog: ", r.status.message())));
+      Remember(absl::DataLossError(absl::StrCat(
+          "partition ", r.partition, ": restoring the changelog: ", r.status.message())));
       continue;
     }
     if (!r.status.ok()) {

@@ -124,9 +124,9 @@ struct LoopMetrics {
                         .Name("tally_transaction_commit_duration_seconds")
                         .Help("send_offsets_to_transaction + commit_transaction per batch")
                         .Register(registry)
-                        .Add({}, prometheus::Histogram::BucketBoundaries{
-                                     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                                     1, 2.5, 5, 10})),
+                        .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01,
+                                                                         0.025, 0.05, 0.1, 0.25,
+                                                                         0.5, 1, 2.5, 5, 10})),
         restoring(prometheus::BuildGauge()
                       .Name("tally_restoring_tasks")
                       .Help("Assigned tasks whose state is being restored from the changelog "
@@ -223,8 +223,7 @@ std::string ProcessorSummary::ToJson() const {
       ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
       ",\"batch_replays\":", batch_replays, ",\"transactions\":", transactions,
       ",\"transaction_aborts\":", transaction_aborts,
-      ",\"state_commit_seconds\":", state_commit_seconds,
-      ",\"busy_seconds\":", busy_seconds, "}");
+      ",\"state_commit_seconds\":", state_commit_seconds, ",\"busy_seconds\":", busy_seconds, "}");
 }
 
 // Delivery tags of changelog records: markers carry their partition.
@@ -369,9 +368,9 @@ class Processor::Impl final : public Outputs,
   }
   absl::Status Marker(int32_t partition) override {
     marker_next_.erase(partition);
-    absl::Status s = producer_->Produce(options_.changelog_topic, partition, kMarkerKey,
-                                        kMarkerValue,
-                                        kMarkerTag | static_cast<uint64_t>(partition));
+    absl::Status s =
+        producer_->Produce(options_.changelog_topic, partition, kMarkerKey, kMarkerValue,
+                           kMarkerTag | static_cast<uint64_t>(partition));
     if (!s.ok()) CountKafkaError("produce", s);
     return s.ok() ? s : WithContext(s, "writing a changelog marker: ");
   }
@@ -515,14 +514,13 @@ class Processor::Impl final : public Outputs,
     if (!found->has_value()) {
       TALLY_LOG(kInfo, kLog, "creating the changelog topic ", topic, " (", partitions,
                 " partitions, compacted)");
-      absl::Status s =
-          producer_->CreateTopic(topic, partitions, options_.changelog_replication,
-                                 options_.changelog_topic_config, kAdminTimeout);
+      absl::Status s = producer_->CreateTopic(topic, partitions, options_.changelog_replication,
+                                              options_.changelog_topic_config, kAdminTimeout);
       if (!s.ok()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "topics.changelog: '", topic, "' does not exist and creating it failed (",
-            s.message(), "); create it with ", partitions,
-            " partitions and cleanup.policy=compact (docs/operations.md)"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("topics.changelog: '", topic, "' does not exist and creating it failed (",
+                         s.message(), "); create it with ", partitions,
+                         " partitions and cleanup.policy=compact (docs/operations.md)"));
       }
       for (int i = 0; i < 30; ++i) {
         found = producer_->FindTopic(topic, kAdminTimeout);
@@ -545,9 +543,9 @@ class Processor::Impl final : public Outputs,
                 " (", config.status().message(), "); it must have cleanup.policy=compact");
     } else if (auto it = config->find("cleanup.policy");
                it != config->end() && it->second.find("compact") == std::string::npos) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "topics.changelog: '", topic, "' has cleanup.policy=", it->second,
-          "; it must be compact (deleting old segments would lose state)"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("topics.changelog: '", topic, "' has cleanup.policy=", it->second,
+                       "; it must be compact (deleting old segments would lose state)"));
     }
     return absl::OkStatus();
   }
@@ -1171,10 +1169,10 @@ class Processor::Impl final : public Outputs,
   std::string scratch_;
   absl::Status produce_error_;
   absl::flat_hash_set<std::pair<std::string, int32_t>> revoked_in_poll_;
-  std::set<kafka::TopicPartition> assigned_;  // both input topics
-  std::set<int32_t> tasks_;                   // whole tasks handed to the stage
-  std::set<kafka::TopicPartition> paused_;    // half tasks
-  std::set<kafka::TopicPartition> restore_paused_;  // halves of tasks that restore
+  std::set<kafka::TopicPartition> assigned_;                // both input topics
+  std::set<int32_t> tasks_;                                 // whole tasks handed to the stage
+  std::set<kafka::TopicPartition> paused_;                  // half tasks
+  std::set<kafka::TopicPartition> restore_paused_;          // halves of tasks that restore
   std::map<kafka::TopicPartition, int64_t> pending_seeks_;  // to restored positions
   std::map<int32_t, int64_t> marker_next_;  // changelog offset after each task's marker
   bool txn_open_ = false;

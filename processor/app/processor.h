@@ -118,8 +118,8 @@ struct ProcessorSummary {
   // included), summed over batches: the durability cost per batch is
   // state_commit_seconds / batches.
   double state_commit_seconds = 0;
-  uint64_t transactions = 0;         // committed transactions (exactly-once)
-  uint64_t transaction_aborts = 0;   // aborted (their batch replayed)
+  uint64_t transactions = 0;        // committed transactions (exactly-once)
+  uint64_t transaction_aborts = 0;  // aborted (their batch replayed)
   // Wall time from the first consumed message to the last commit: the
   // processing time without group join and idle waiting (benchmarks).
   double busy_seconds = 0;

@@ -147,9 +147,8 @@ void Restorer::Loop() {
           break;
         }
         // A new round after the interval (new jobs and stop wake it early).
-        const bool woke = cv_.wait_for(
-            lock, absl::ToChronoMilliseconds(options_.standby_interval),
-            [&] { return stop_ || !queue_.empty(); });
+        const bool woke = cv_.wait_for(lock, absl::ToChronoMilliseconds(options_.standby_interval),
+                                       [&] { return stop_ || !queue_.empty(); });
         if (!woke) {
           for (const auto& [p, store] : standbys_) standby_round.push_back(p);
         }
@@ -175,7 +174,8 @@ void Restorer::Loop() {
     if (!result.status.ok()) {
       // Most failures are the broker's (retried by the stage): do not spin.
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_ || cancel_.has_value(); });
+      cv_.wait_for(lock, std::chrono::milliseconds(500),
+                   [&] { return stop_ || cancel_.has_value(); });
     }
     {
       std::lock_guard lock(mu_);

@@ -61,10 +61,10 @@ std::map<std::string, std::string> ChangelogTopicConfig();
 struct RestoreResult {
   int32_t partition = -1;
   absl::Status status;
-  uint64_t records = 0;         // changelog records applied
-  uint64_t tail_records = 0;    // records after the last marker (discarded, compensated)
-  int64_t from_offset = 0;      // where the restore started
-  int64_t to_offset = 0;        // changelog offset the store now holds
+  uint64_t records = 0;       // changelog records applied
+  uint64_t tail_records = 0;  // records after the last marker (discarded, compensated)
+  int64_t from_offset = 0;    // where the restore started
+  int64_t to_offset = 0;      // changelog offset the store now holds
   // The changelog no longer holds [lost_from, from_offset) (retention or a
   // truncated partition): state written there is gone. lost_from -1: none.
   int64_t lost_from = -1;
@@ -73,8 +73,8 @@ struct RestoreResult {
 };
 
 struct RestoreProgress {
-  int restoring = 0;          // tasks queued or restoring
-  uint64_t records_done = 0;  // records applied, all restores since start
+  int restoring = 0;               // tasks queued or restoring
+  uint64_t records_done = 0;       // records applied, all restores since start
   uint64_t records_remaining = 0;  // estimate (end offset - position), current restores
 };
 

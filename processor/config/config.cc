@@ -171,9 +171,9 @@ const std::vector<KeySpec>& KeySpecs() {
       SizeKey("limits.max_rejected_original_bytes", FIELD(limits.max_rejected_original_bytes)),
       TimestampKey("limits.min_event_time", FIELD(limits.min_event_time_ms)),
       TimestampKey("limits.max_event_time", FIELD(limits.max_event_time_ms)),
-      EnumKey<Guarantee>("processing.guarantee", FIELD(processing.guarantee),
-                         {{"exactly_once", Guarantee::kExactlyOnce},
-                          {"at_least_once", Guarantee::kAtLeastOnce}}),
+      EnumKey<Guarantee>(
+          "processing.guarantee", FIELD(processing.guarantee),
+          {{"exactly_once", Guarantee::kExactlyOnce}, {"at_least_once", Guarantee::kAtLeastOnce}}),
       IntegerKey("processing.num_standbys", FIELD(processing.num_standbys)),
       IntegerKey("processing.batch_max_messages", FIELD(processing.batch_max_messages)),
       DurationKey("processing.batch_max_time", FIELD(processing.batch_max_time)),

@@ -826,8 +826,7 @@ absl::Status TaskStore::ForEachChangelogRecord(
         e.value = std::move(merged);
       }
     }
-    absl::Status st =
-        fn(changelog_key, e.op == ChangelogCollector::Op::kPut ? &e.value : nullptr);
+    absl::Status st = fn(changelog_key, e.op == ChangelogCollector::Op::kPut ? &e.value : nullptr);
     if (!st.ok()) return st;
   }
   for (const std::string& changelog_key : compensation_) {
@@ -837,8 +836,8 @@ absl::Status TaskStore::ForEachChangelogRecord(
     }
     const auto family = static_cast<StoreFamily>(changelog_key[0]);
     std::string value;
-    s = db_->Get(rocksdb::ReadOptions(), cf(family), ToSlice(std::string_view(changelog_key).substr(1)),
-                 &value);
+    s = db_->Get(rocksdb::ReadOptions(), cf(family),
+                 ToSlice(std::string_view(changelog_key).substr(1)), &value);
     if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "changelog compensation");
     absl::Status st = fn(changelog_key, s.IsNotFound() ? nullptr : &value);
     if (!st.ok()) return st;
@@ -849,10 +848,9 @@ absl::Status TaskStore::ForEachChangelogRecord(
 absl::Status TaskStore::ApplyCommit(std::optional<int64_t> changelog_next) {
   if (!prepared_) return absl::FailedPreconditionError("state store: commit without prepare");
   rocksdb::Status s;
-  const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   if (changelog_next.has_value()) {
     std::string value, time;
     codec::PutZigZag(&value, *changelog_next);
@@ -909,10 +907,9 @@ absl::Status TaskStore::ApplyChangelog(
     s = value.has_value() ? batch.Put(family, k, ToSlice(*value)) : batch.Delete(family, k);
     if (!s.ok()) return FromRocks(s, "restore");
   }
-  const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   std::string next, time;
   codec::PutZigZag(&next, changelog_next);
   codec::PutZigZag(&time, now_ms);

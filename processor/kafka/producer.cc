@@ -256,7 +256,8 @@ absl::Status RdProducer::ProduceBytes(std::string_view topic, int32_t partition,
   for (;;) {
     // RK_MSG_COPY: the caller's views need not outlive this call.
     RdKafka::ErrorCode err = impl_->handle->produce(
-        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value), size, key.empty() ? nullptr : key.data(), key.size(), opaque);
+        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value), size,
+        key.empty() ? nullptr : key.data(), key.size(), opaque);
     if (err == RdKafka::ERR_NO_ERROR) return absl::OkStatus();
     if (err == RdKafka::ERR__QUEUE_FULL) {
       const absl::Duration left = deadline - absl::Now();
@@ -430,8 +431,7 @@ absl::StatusOr<std::unique_ptr<rd_kafka_event_t, EventDeleter>> AwaitAdminResult
 
 }  // namespace
 
-absl::Status RdProducer::CreateTopic(const std::string& topic, int32_t partitions,
-                                     int replication,
+absl::Status RdProducer::CreateTopic(const std::string& topic, int32_t partitions, int replication,
                                      const std::map<std::string, std::string>& configs,
                                      absl::Duration timeout) {
   rd_kafka_t* rk = impl_->handle->c_ptr();
@@ -499,7 +499,8 @@ absl::StatusOr<std::map<std::string, std::string>> RdProducer::TopicConfig(
                          rd_kafka_ConfigResource_error_string(resources[i]));
     }
     size_t entries = 0;
-    const rd_kafka_ConfigEntry_t** configs = rd_kafka_ConfigResource_configs(resources[i], &entries);
+    const rd_kafka_ConfigEntry_t** configs =
+        rd_kafka_ConfigResource_configs(resources[i], &entries);
     for (size_t j = 0; j < entries; ++j) {
       const char* name = rd_kafka_ConfigEntry_name(configs[j]);
       const char* value = rd_kafka_ConfigEntry_value(configs[j]);

@@ -492,13 +492,7 @@ absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
     // Without fsync (the changelog is the durable copy), one write per
     // task: cheap enough to run on this thread.
     if (absl::Status s = ApplyPrepared(); !s.ok()) return s;
-    if (dedup_batch_ != nullptr) dedup_->Commit(std::move(dedup_batch_));
-    if (dedup_stale_) {
-      if (absl::Status s = RebuildDeduplicator(); !s.ok()) return s;
-    }
-    CountPending();
-    PublishMetrics();
-    return absl::OkStatus();
+    return FinishCommit();
   }
   // Positions per partition: partition p of both inputs is one task.
   std::map<int32_t, std::vector<InputPosition>> by_partition;
@@ -550,6 +544,10 @@ absl::Status CoreStage::CommitBatch(const std::vector<Position>& next_offsets) {
     }
     job.task->touched = false;
   }
+  return FinishCommit();
+}
+
+absl::Status CoreStage::FinishCommit() {
   // Only now are the batch's accepted ids in the durable index.
   if (dedup_batch_ != nullptr) dedup_->Commit(std::move(dedup_batch_));
   // A partition opened inside this batch: its committed ids join the table

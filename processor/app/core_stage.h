@@ -139,6 +139,9 @@ class CoreStage final : public PipelineStage {
   void UpdateStandbys();
   // Applies the batch locally after the changelog transaction committed.
   absl::Status ApplyPrepared();
+  // After every task's state is written: the dedup batch commits, the dedup
+  // table is rebuilt if the assignment grew, counters and metrics follow.
+  absl::Status FinishCommit();
 
   const CoreStageOptions options_;
   const std::shared_ptr<const OffersCatalog> offers_;

@@ -188,9 +188,11 @@ PY
   done
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$TALLY_PID/status")
   rss=$(awk '/VmRSS/ {print $2}' "/proc/$TALLY_PID/status")
+  # What RocksDB holds of the cap (blocks, indexes, filters, memtables).
+  used=$(curl -s "http://127.0.0.1:$TALLY_PORT/metrics" | awk '/^tally_state_cache_usage_bytes/ {printf "%d", $2}')
   echo "   memory with $RESTART_PARTITIONS open tasks, $RESTART_CLICKS clicks in state, after 100k more:" \
-       "peak RSS $((hwm / 1024)) MiB, RSS $((rss / 1024)) MiB; state cap (block cache incl. memtables)" \
-       "$((cap / 1048576)) MiB; fixed tables: dedup $(( $(grep -o 'table_slots: [0-9]*' "$ROOT/deploy/config/tally.yaml" | head -n1 | awk '{print $2}') * 8 / 1048576 )) MiB" \
+       "peak RSS $((hwm / 1024)) MiB, RSS $((rss / 1024)) MiB; state (RocksDB) $(( ${used:-0} / 1048576 )) MiB" \
+       "of its cap (block cache incl. memtables) $((cap / 1048576)) MiB; fixed tables: dedup $(( $(grep -o 'table_slots: [0-9]*' "$ROOT/deploy/config/tally.yaml" | head -n1 | awk '{print $2}') * 8 / 1048576 )) MiB" \
        "+ flood $(( $(grep -o 'flood_table_slots: [0-9]*' "$ROOT/deploy/config/tally.yaml" | awk '{print $2}') * 8 / 1048576 )) MiB" \
        | tee "$OUT/memory.txt"
   kill -TERM "$TALLY_PID"; wait "$TALLY_PID" 2>/dev/null || true

@@ -12,6 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "processor/common/log.h"
 #include "processor/dedup/dedup_key.h"
+#include "processor/kafka/kafka.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/registry.h"
@@ -97,6 +98,23 @@ struct CoreStage::Metrics {
                           .Name("tally_fraud_rule_reloads_total")
                           .Help("Fraud rule reloads (SIGHUP) by result")
                           .Register(r)),
+        restored_records(prometheus::BuildCounter()
+                             .Name("tally_restored_changelog_records_total")
+                             .Help("Changelog records applied to local stores (restores and "
+                                   "standby following)")
+                             .Register(r)
+                             .Add({})),
+        restore_remaining(prometheus::BuildGauge()
+                              .Name("tally_restore_remaining_records")
+                              .Help("Changelog records still to read by the running restore "
+                                    "(end offset - position; 0 when none runs)")
+                              .Register(r)
+                              .Add({})),
+        standby_lag(prometheus::BuildGauge()
+                        .Name("tally_standby_lag_records")
+                        .Help("Changelog records the standby replicas have not applied yet")
+                        .Register(r)
+                        .Add({})),
         reload_ok(fraud_reloads.Add({{"result", "ok"}})),
         reload_failed(fraud_reloads.Add({{"result", "failed"}})) {}
 
@@ -113,9 +131,12 @@ struct CoreStage::Metrics {
   prometheus::Counter& dedup_evictions;
   prometheus::Counter& flood_overflows;
   prometheus::Family<prometheus::Counter>& fraud_reloads;
+  prometheus::Counter& restored_records;
+  prometheus::Gauge& restore_remaining;
+  prometheus::Gauge& standby_lag;
   prometheus::Counter& reload_ok;
   prometheus::Counter& reload_failed;
-  uint64_t last_state_gaps = 0;
+  uint64_t last_state_gaps = 0, last_restored = 0;
   uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0,
            last_reloads = 0, last_reload_failures = 0;
 };
@@ -210,9 +231,13 @@ absl::Status CoreStage::RebuildDeduplicator() {
   const TimestampMs since =
       latest == kNoWatermark ? kNoWatermark
                              : latest - options_.dedup.horizon_ms - options_.dedup.repeat_skew_ms;
+  const absl::Time started = absl::Now();
   if (absl::Status s = (*dedup)->WarmUp(since); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("dedup warm-up: ", s.message()));
   }
+  TALLY_LOG(kInfo, kLog, "dedup table warmed up from ", stores_->open_partitions().size(),
+            " stores in ", absl::StrFormat("%.3f", absl::ToDoubleSeconds(absl::Now() - started)),
+            " s");
   dedup_ = std::move(*dedup);
   dedup_stale_ = false;
   return absl::OkStatus();
@@ -449,10 +474,9 @@ absl::Status CoreStage::WriteChangelog(const std::vector<Position>& next_offsets
             return changelog.Record(p, key, value);
           });
     }
-    if (!s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("partition ", partition,
-                                                 ": writing the changelog: ", s.message()));
-    }
+    // The sink's error already says what failed ("writing the changelog:
+    // ..."); its Kafka error class decides whether the batch is replayed.
+    if (!s.ok()) return kafka::WithContext(s, absl::StrCat("partition ", partition, ": "));
     task->touched = true;  // committed by CommitBatch even if no event changed it
     prepared_.push_back(partition);
   }
@@ -583,8 +607,24 @@ void CoreStage::PublishMetrics() {
   Metrics::Advance(m.reload_failed, f.reload_failures, &m.last_reload_failures);
 }
 
+void CoreStage::PublishRestoreMetrics() {
+  if (metrics_ == nullptr || restorer_ == nullptr) return;
+  Metrics& m = *metrics_;
+  const RestoreProgress p = restorer_->progress();
+  Metrics::Advance(m.restored_records, p.records_done, &m.last_restored);
+  m.restore_remaining.Set(static_cast<double>(p.records_remaining));
+  m.standby_lag.Set(static_cast<double>(restorer_->standby_lag()));
+}
+
 void CoreStage::OnPartitionsAssigned(const std::vector<int32_t>& partitions) {
   bool grew = false;
+  // After a restart every task's store recovers its RocksDB log: in
+  // parallel, before the per-task bookkeeping below.
+  std::vector<int32_t> to_open;
+  for (int32_t p : partitions) {
+    if (!tasks_.contains(p) && !standbys_.contains(p)) to_open.push_back(p);
+  }
+  stores_->OpenMany(to_open);
   for (int32_t p : partitions) {
     if (tasks_.contains(p)) continue;
     if (auto standby = standbys_.find(p); standby != standbys_.end()) {
@@ -722,6 +762,7 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
   // first finished one has waited kActivationHold (other tasks keep running
   // meanwhile; only the restored ones wait).
   constexpr absl::Duration kActivationHold = absl::Seconds(1);
+  PublishRestoreMetrics();
   for (RestoreResult& r : restorer_->TakeFinished()) {
     if (restored_.empty()) restored_since_ = absl::Now();
     restored_.push_back(std::move(r));

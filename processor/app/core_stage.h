@@ -142,6 +142,9 @@ class CoreStage final : public PipelineStage {
   // After every task's state is written: the dedup batch commits, the dedup
   // table is rebuilt if the assignment grew, counters and metrics follow.
   absl::Status FinishCommit();
+  // Restore progress and standby lag (every loop iteration, via
+  // TakeReadyTasks: restores run while no batch commits).
+  void PublishRestoreMetrics();
 
   const CoreStageOptions options_;
   const std::shared_ptr<const OffersCatalog> offers_;

@@ -99,6 +99,9 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.state.write_buffer_bytes = config.state.write_buffer_bytes;
   o.state.max_open_files = config.state.max_open_files;
   o.state.sync_commits = config.state.sync_commits;
+  // Store opens and the dedup warm-up at an assignment use the worker
+  // threads' cores (the pipeline is idle until they are done).
+  o.state.parallelism = config.processing.worker_threads;
   // A click must outlive every window it can earn in, plus the time a
   // conversion may wait for it.
   o.state.click_retention_ms = offers.max_attribution_window_ms() + grace_ms;

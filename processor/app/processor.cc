@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -190,16 +192,9 @@ struct LoopMetrics {
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_by_reason{};
 };
 
-// `status` with `context` in front of its message, keeping its code and its
-// payloads: the Kafka error class travels in a payload and Replayable()
-// decides by it (a bare absl::Status(code, message) would make every
-// delivery failure look like a non-Kafka error and stop the processor).
-absl::Status WithContext(const absl::Status& status, const std::string& context) {
-  absl::Status out(status.code(), absl::StrCat(context, status.message()));
-  status.ForEachPayload(
-      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
-  return out;
-}
+// Replayable() decides by the Kafka error class in a status's payload:
+// context is added with kafka::WithContext, which keeps it.
+using kafka::WithContext;
 
 std::string JsonEscapeKey(std::string_view s) {
   // Reason names and counters only: [a-z_], nothing to escape.
@@ -325,9 +320,13 @@ class Processor::Impl final : public Outputs,
         last_broker_contact_ = absl::Now();
       }
       UpdateReadiness();
+      if (absl::Status s = CheckChangelogConfig(/*wait=*/false); !s.ok()) return Fail(s);
       if (batch.empty()) {
+        // Paused partitions do not count for AllAssignedAtEof (half tasks
+        // wait for a partner that may never come); a task that restores
+        // has input still to read.
         if (options_.stop_when_idle > absl::ZeroDuration() && !consumer_->Assignment().empty() &&
-            consumer_->AllAssignedAtEof()) {
+            stage_->RestoringTasks() == 0 && consumer_->AllAssignedAtEof()) {
           const absl::Time now = absl::Now();
           if (idle_since == absl::InfiniteFuture()) idle_since = now;
           if (now - idle_since >= options_.stop_when_idle) {
@@ -341,6 +340,7 @@ class Processor::Impl final : public Outputs,
         continue;
       }
       idle_since = absl::InfiniteFuture();
+      if (absl::Status s = CheckChangelogConfig(/*wait=*/true); !s.ok()) return Fail(s);
       absl::Status processed = ProcessBatch(batch);
       if (processed.ok()) continue;
       metrics_.failures.Increment();
@@ -450,6 +450,11 @@ class Processor::Impl final : public Outputs,
     for (int32_t p : whole) {
       if (stage_->TaskReady(p)) continue;
       for (const kafka::TopicPartition& tp : Halves(p)) {
+        // Paused until ActivateRestoredTasks resumes it: the resume queued
+        // above (applied after the pauses) would otherwise undo the pause,
+        // and the restore's input would be fetched and sought back on every
+        // poll.
+        std::erase(to_resume_, tp);
         if (restore_paused_.insert(tp).second) to_pause_.push_back(tp);
       }
     }
@@ -537,7 +542,26 @@ class Processor::Impl final : public Outputs,
           "topics.changelog: '", topic, "' has ", **found, " partitions, the input topics ",
           partitions, "; a changelog partition holds one task's state, so they must be equal"));
     }
-    auto config = producer_->TopicConfig(topic, {"cleanup.policy"}, absl::Seconds(5));
+    // The policy check runs beside the group join (it answers in
+    // milliseconds on a cluster, but a broker without the Admin API, the
+    // mock, lets it time out: that must not delay start-up). Run() acts on
+    // the answer before the first batch commits.
+    kafka::Producer* producer = producer_.get();
+    changelog_config_ = std::async(std::launch::async, [producer, topic] {
+      return producer->TopicConfig(topic, {"cleanup.policy"}, absl::Seconds(5));
+    });
+    return absl::OkStatus();
+  }
+
+  // OK while the answer is outstanding; `wait` blocks for it (before the
+  // first commit: nothing is written to a changelog that deletes state).
+  absl::Status CheckChangelogConfig(bool wait) {
+    if (!changelog_config_.valid()) return absl::OkStatus();
+    if (!wait && changelog_config_.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+      return absl::OkStatus();
+    }
+    const std::string& topic = options_.changelog_topic;
+    absl::StatusOr<std::map<std::string, std::string>> config = changelog_config_.get();
     if (!config.ok()) {
       TALLY_LOG(kWarning, kLog, "could not check the configuration of the changelog topic ", topic,
                 " (", config.status().message(), "); it must have cleanup.policy=compact");
@@ -1203,6 +1227,8 @@ class Processor::Impl final : public Outputs,
   // tasks through OnRevoked, which uses the members above and the stage).
   std::unique_ptr<kafka::Producer> producer_;
   std::unique_ptr<kafka::Consumer> consumer_;
+  // Uses producer_; destroyed first (its destructor waits for the answer).
+  std::future<absl::StatusOr<std::map<std::string, std::string>>> changelog_config_;
 };
 
 absl::StatusOr<std::unique_ptr<Processor>> Processor::Create(ProcessorOptions options,

@@ -1,6 +1,7 @@
 #include "processor/dedup/deduplicator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -314,10 +315,15 @@ absl::StatusOr<DedupOutcome> Deduplicator::Check(DedupBatch& batch, const DedupK
 absl::Status Deduplicator::WarmUp(TimestampMs since) {
   // Nothing runs concurrently (REQUIRES), so W may be lowered here.
   completeness_.store(kMinTime, std::memory_order_seq_cst);
-  TimestampMs max_seen = kMinTime;
+  // The index may call back from several threads: EnsureHint is the hot
+  // path's own (lock-free) insertion; the maximum needs no ordering, only
+  // atomicity (it is read after ForEachSince joined its threads).
+  std::atomic<TimestampMs> max_seen{kMinTime};
   absl::Status status = authority_->ForEachSince(since, [&](const DedupKey& key, TimestampMs t) {
     if (t < since) return;  // tolerate an index that over-delivers
-    max_seen = std::max(max_seen, t);
+    TimestampMs seen = max_seen.load(std::memory_order_relaxed);
+    while (t > seen && !max_seen.compare_exchange_weak(seen, t, std::memory_order_relaxed)) {
+    }
     EnsureHint(hash_fn_(key.encoded()), t);
   });
   if (!status.ok()) {
@@ -327,7 +333,9 @@ absl::Status Deduplicator::WarmUp(TimestampMs since) {
   // Only keys with t >= since were loaded, so only those are covered (I1);
   // pressure during the load may already have raised W further.
   RaiseCompleteness(AlignUp(since, FingerprintTable::kGranuleMs), nullptr);
-  if (max_seen != kMinTime) AdvanceEventWatermark(max_seen);
+  if (const TimestampMs m = max_seen.load(std::memory_order_relaxed); m != kMinTime) {
+    AdvanceEventWatermark(m);
+  }
   MaybeExpire(event_watermark_.load(std::memory_order_relaxed));
   return absl::OkStatus();
 }

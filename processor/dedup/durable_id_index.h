@@ -28,8 +28,9 @@ class DurableIdIndex {
   virtual absl::StatusOr<bool> Contains(const DedupKey& key) = 0;
 
   // Calls `fn` for every committed key whose stored event time is >= since,
-  // in any order. Used once at start-up (Deduplicator::WarmUp), never
-  // concurrently with Contains. An error aborts the warm-up.
+  // in any order, possibly from several threads at once (fn must be
+  // thread-safe). Used by Deduplicator::WarmUp, never concurrently with
+  // Contains. An error aborts the warm-up.
   virtual absl::Status ForEachSince(
       TimestampMs since,
       absl::FunctionRef<void(const DedupKey& key, TimestampMs event_time)> fn) = 0;

@@ -1,10 +1,15 @@
 #include "processor/join/state_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <system_error>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "processor/join/internal/codec.h"
@@ -1041,6 +1046,26 @@ absl::Status TaskStore::CompactAll() {
 
 // ---- StateStores ----------------------------------------------------------
 
+namespace {
+
+// Calls fn(0..n-1) on up to `parallelism` threads (this one included), each
+// index once, and returns when all calls have; once a call returns false,
+// indexes not started yet are skipped.
+void ForEachInParallel(size_t n, int parallelism, const std::function<bool(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+      if (!fn(i)) next.store(n);
+    }
+  };
+  const size_t threads = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
+  std::vector<std::jthread> helpers;
+  for (size_t t = 1; t < threads; ++t) helpers.emplace_back(work);
+  work();
+}  // helpers join here
+
+}  // namespace
+
 StateStores::StateStores(const StateStoreOptions& options) : options_(options) {}
 
 StateStores::~StateStores() {
@@ -1101,6 +1126,32 @@ absl::StatusOr<TaskStore*> StateStores::Open(int32_t partition) {
   return raw;
 }
 
+void StateStores::OpenMany(const std::vector<int32_t>& partitions) {
+  std::vector<std::unique_ptr<TaskStore>> todo;
+  int max_open_files = 0;
+  {
+    std::shared_lock lock(mu_);
+    for (int32_t p : partitions) {
+      if (stores_.contains(p)) continue;
+      todo.emplace_back(new TaskStore(p, PartitionDir(p), options_));
+    }
+    max_open_files = MaxOpenFilesPerStore();
+  }
+  if (todo.empty()) return;
+  // char, not bool: elements are written from several threads.
+  std::vector<char> opened(todo.size(), 0);
+  ForEachInParallel(todo.size(), options_.parallelism, [&](size_t i) {
+    opened[i] = todo[i]->OpenDb(cache_, write_buffer_manager_, max_open_files).ok() ? 1 : 0;
+    return true;
+  });
+  std::unique_lock lock(mu_);
+  for (size_t i = 0; i < todo.size(); ++i) {
+    if (!opened[i]) continue;  // Open retries and reports the error
+    const int32_t p = todo[i]->partition();
+    stores_.emplace(p, std::move(todo[i]));
+  }
+}
+
 absl::Status StateStores::Close(int32_t partition) {
   std::unique_lock lock(mu_);
   stores_.erase(partition);
@@ -1156,11 +1207,21 @@ absl::StatusOr<bool> StateStores::Contains(const DedupKey& key) {
 absl::Status StateStores::ForEachSince(
     TimestampMs since, absl::FunctionRef<void(const DedupKey& key, TimestampMs event_time)> fn) {
   std::shared_lock lock(mu_);
+  std::vector<const TaskStore*> scan;
   for (const auto& [partition, store] : stores_) {
-    if (unindexed_.contains(partition)) continue;
-    if (absl::Status s = store->ForEachDedupKeySince(since, fn); !s.ok()) return s;
+    if (!unindexed_.contains(partition)) scan.push_back(store.get());
   }
-  return absl::OkStatus();
+  // Whole stores per thread (one iterator each); the first error wins.
+  std::mutex error_mu;
+  absl::Status error;
+  ForEachInParallel(scan.size(), options_.parallelism, [&](size_t i) {
+    absl::Status s = scan[i]->ForEachDedupKeySince(since, fn);
+    if (s.ok()) return true;
+    std::lock_guard error_lock(error_mu);
+    if (error.ok()) error = std::move(s);
+    return false;
+  });
+  return error;
 }
 
 }  // namespace tally

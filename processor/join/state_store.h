@@ -99,6 +99,9 @@ struct StateStoreOptions {
   // the largest event time of this partition's keys, which is <= the
   // deduplicator's own watermark, so nothing it can still ask for expires).
   int64_t dedup_retention_ms = 36 * kDayMs;
+  // Threads that open stores (OpenMany) and scan them (ForEachSince) at an
+  // assignment: a restart with 64 tasks and 10M keys is bound by these.
+  int parallelism = 1;
   // Flood counters: kept fraud.flood_lateness + one window behind the click
   // watermark (older windows can no longer be counted exactly anyway).
   int64_t flood_retention_ms = 2 * 3'600'000;
@@ -367,6 +370,11 @@ class StateStores final : public DurableIdIndex {
   // valid until Close/Delete of the partition or destruction. Opening an
   // open partition returns the same store.
   absl::StatusOr<TaskStore*> Open(int32_t partition);
+  // Opens the stores of `partitions` that are not open yet, on up to
+  // options.parallelism threads (an assignment of many tasks after a restart
+  // is bound by RocksDB's recovery of each store). Best effort: a store
+  // that fails to open here is not open, and Open reports why.
+  void OpenMany(const std::vector<int32_t>& partitions);
   // Closes the store (revocation). Uncommitted changes are discarded. The
   // directory stays: a later assignment reopens it where it stood.
   absl::Status Close(int32_t partition);
@@ -392,6 +400,7 @@ class StateStores final : public DurableIdIndex {
   // DurableIdIndex: committed dedup keys of every open store. The
   // deduplicator is shared by all partitions, so a key is looked up in each
   // store; the dedup family's bloom filter makes a miss cost no disk read.
+  // ForEachSince scans the stores on up to options.parallelism threads.
   absl::StatusOr<bool> Contains(const DedupKey& key) override;
   absl::Status ForEachSince(
       TimestampMs since,
@@ -404,7 +413,10 @@ class StateStores final : public DurableIdIndex {
   const StateStoreOptions options_;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager_;
-  // Exclusive: Open/Close/Delete. Shared: Contains/ForEachSince/Find.
+  // Exclusive: Open/Close/Delete (and OpenMany's insertions; the RocksDB
+  // opens run unlocked on stores nobody else can see yet). Shared:
+  // Contains/ForEachSince/Find. Open/OpenMany/Close/Delete are called from
+  // the owner's thread only, so two opens of one directory never race.
   mutable std::shared_mutex mu_;
   std::map<int32_t, std::unique_ptr<TaskStore>> stores_;
   std::set<int32_t> unindexed_;

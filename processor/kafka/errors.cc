@@ -269,6 +269,14 @@ std::string_view ErrorClassName(ErrorClass error_class) {
   return "unknown";
 }
 
+absl::Status WithContext(const absl::Status& status, std::string_view context) {
+  absl::Status out(status.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
+                                               status.message()));
+  status.ForEachPayload(
+      [&out](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 std::optional<ErrorClass> ErrorClassOf(const absl::Status& status) {
   auto payload = status.GetPayload(kPayloadUrl);  // absl::optional on Debian
   if (!payload.has_value()) return std::nullopt;

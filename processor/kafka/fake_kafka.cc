@@ -791,6 +791,10 @@ class FakeProducer final : public Producer {
       }
     }
     Serve();
+    // As librdkafka's producer (producer.cc): the aborted messages' failures
+    // do not carry over to the next transaction's flush.
+    failed_since_flush_ = 0;
+    first_failure_ = absl::OkStatus();
     return absl::OkStatus();
   }
 

@@ -57,6 +57,12 @@ int KafkaErrorCode(const absl::Status& status);
 absl::Status MakeKafkaError(ErrorClass error_class, int rd_kafka_resp_err, std::string_view what,
                             bool deadline = false);
 
+// `status` with `context` in front of its message, keeping its code and its
+// payloads (the error class above travels in one: a bare
+// absl::Status(code, message) turns a retriable Kafka error into one that
+// nobody may retry).
+absl::Status WithContext(const absl::Status& status, std::string_view context);
+
 // True for property keys whose values are secrets: the key contains
 // "password", "secret", "sasl.oauthbearer" or "ssl.key" (case-insensitive).
 bool IsSecretProperty(std::string_view key);
@@ -128,7 +134,9 @@ class Producer {
   // Waits until every enqueued message is delivered or failed. A timeout is
   // kRetriable with kDeadlineExceeded (messages are still in flight: call
   // again). Otherwise returns an error if any message produced since the
-  // previous Flush() failed (its class is the first failure's).
+  // previous Flush() failed (its class is the first failure's). Failures of
+  // an aborted transaction's messages belong to it: AbortTransaction clears
+  // them, so the next transaction's Flush reports only its own.
   virtual absl::Status Flush(absl::Duration timeout) = 0;
 
   // Transactions (transactional producers only).

@@ -347,8 +347,16 @@ absl::Status RdProducer::CommitTransaction(absl::Duration timeout) {
 absl::Status RdProducer::AbortTransaction(absl::Duration timeout) {
   absl::Status status = impl_->RequireTransactional("abort transaction");
   if (!status.ok()) return status;
-  return internal::StatusFromError(impl_->handle->abort_transaction(ToTimeoutMs(timeout)),
-                                   "kafka abort transaction");
+  status = internal::StatusFromError(impl_->handle->abort_transaction(ToTimeoutMs(timeout)),
+                                     "kafka abort transaction");
+  if (!status.ok()) return status;
+  // The aborted messages' reports (failures, purges) are served here and
+  // forgotten: a replay of the batch must not fail on its predecessor's.
+  impl_->handle->poll(0);
+  impl_->failed_since_flush = 0;
+  impl_->first_failure_code = 0;
+  impl_->first_failure_text.clear();
+  return status;
 }
 
 absl::StatusOr<int32_t> RdProducer::PartitionCount(const std::string& topic,
@@ -475,6 +483,13 @@ absl::StatusOr<std::map<std::string, std::string>> RdProducer::TopicConfig(
     const std::string& topic, const std::vector<std::string>& names, absl::Duration timeout) {
   rd_kafka_t* rk = impl_->handle->c_ptr();
   const std::string what = absl::StrCat("kafka describe configs of topic ", topic);
+  // DescribeConfigs goes to the controller. A cluster whose metadata names
+  // none (librdkafka's mock broker) would only time out: say so at once
+  // instead of holding up start-up for `timeout`.
+  if (rd_kafka_controllerid(rk, ToTimeoutMs(std::min(timeout, absl::Seconds(2)))) < 0) {
+    return absl::UnavailableError(
+        absl::StrCat(what, ": the cluster names no controller (a broker without the Admin API)"));
+  }
   std::unique_ptr<rd_kafka_ConfigResource_t, ConfigResourceDeleter> resource(
       rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic.c_str()));
   char errstr[512];

@@ -470,16 +470,10 @@ INSTANTIATE_TEST_SUITE_P(Points, EosCrashTest,
 // restoring): the run goes on until they are done, and their input is
 // processed after them.
 //
-// Passes today only because the restore pause does not hold (see
-// DISABLED_InputOfARestoringTaskStaysPaused): the restoring tasks' input is
-// fetched and held back on every poll, so it is never "at EOF". With the
-// pause in place, FakeConsumer/RdConsumer::AllAssignedAtEof() skip paused
-// partitions (meant for half tasks), so with every task restoring the
-// consumer would count as idle and Run() would stop after stop_when_idle
-// with nothing processed (checked with the pause fixed: this test and
-// nearly every other one here then fail, their runs stopping before any
-// batch). A fix of the pause needs the idle check in Processor::Run to
-// wait for stage_->RestoringTasks() == 0 too.
+// The restoring tasks' input is paused, and paused partitions do not count
+// for AllAssignedAtEof() (meant for half tasks): with every task restoring
+// the consumer looks idle, so Run()'s idle exit also waits for
+// RestoringTasks() == 0.
 TEST_F(ProcessorEosTest, IdleExitWaitsForTasksThatRestore) {
   SeedInput(kClicks);
   {
@@ -500,25 +494,13 @@ TEST_F(ProcessorEosTest, IdleExitWaitsForTasksThatRestore) {
   ExpectAllCommitted();
 }
 
-// While a task restores its input partitions stay paused (design §10.2:
-// "its two input partitions stay paused"). FAILS: they are resumed in the
-// same loop iteration that pauses them, so every poll fetches their
-// messages again and Processor::HoldBackHalfTasks seeks them back (a busy
-// re-fetch of the same range for the whole restore; with librdkafka every
-// seek also drops the prefetched queue). Processor::OnAssigned puts both
-// halves of every new whole task in to_resume_ (for half tasks whose
-// partner arrived) and, for a task that restores, in to_pause_ too;
-// HoldBackHalfTasks applies to_pause_ first and to_resume_ second, so the
-// resume wins. Observed here: a seek scripted to fail (permanent) after the
-// first poll of the restore is hit by a hold-back seek, which stops the
-// processor ("fake seek"), where with paused input the next seek is the
-// activation seek to the restored positions (retried, not fatal). Fix: in
-// Processor::OnAssigned, take a task's halves out of to_resume_ when they
-// are queued in to_pause_ for the restore (ActivateRestoredTasks resumes
-// them), together with the idle fix described at
-// IdleExitWaitsForTasksThatRestore (checked: with both, every test here,
-// this one included, and processor_test pass).
-TEST_F(ProcessorEosTest, DISABLED_InputOfARestoringTaskStaysPaused) {
+// While a task restores its input partitions stay paused (design §10.2):
+// no poll of the restore fetches their messages, so nothing is sought
+// before the activation seek to the restored positions. A seek scripted to
+// fail (permanent) after the first poll of the restore would stop the
+// processor if a hold-back seek met it (as it did while OnAssigned's resume
+// of the new task's halves undid the restore's pause).
+TEST_F(ProcessorEosTest, InputOfARestoringTaskStaysPaused) {
   SeedInput(kClicks);
   {
     auto t = MakeTestee("state");
@@ -761,14 +743,10 @@ TEST_P(EosAbortTest, AbortedBatchIsReplayedExactlyOnceAndTheChangelogStaysTrue) 
   cluster_.SetHook(nullptr);
   ASSERT_TRUE(injected);
   const ProcessorSummary s = t->processor->summary();
-  if (failure == Failure::kDelivery) {
-    // One more than needed: see DISABLED_DeliveryFailureIsReplayedOnce.
-    EXPECT_GE(s.transaction_aborts, 1u);
-    EXPECT_GE(s.batch_replays, 1u);
-  } else {
-    EXPECT_EQ(s.transaction_aborts, 1u);
-    EXPECT_EQ(s.batch_replays, 1u);
-  }
+  // One failure, one abort, one replay (for a lost delivery too: see
+  // DeliveryFailureIsReplayedOnce).
+  EXPECT_EQ(s.transaction_aborts, 1u);
+  EXPECT_EQ(s.batch_replays, 1u);
   EXPECT_EQ(c.pending, 0u);
   EXPECT_EQ(c.replayed_skipped, 0u) << "an aborted batch is not covered by the state";
   t.reset();
@@ -782,23 +760,13 @@ TEST_P(EosAbortTest, AbortedBatchIsReplayedExactlyOnceAndTheChangelogStaysTrue) 
   ExpectStateRestoredFromTheChangelog("state-fresh");
 }
 
-// One lost delivery should cost one replay. FAILS (two replays, two
-// aborts): the lost record makes the transaction abortable, so the next
-// Produce() of the batch fails (abortable) and the batch is replayed; the
-// lost record's failed delivery report is served by AbortTransaction()
-// (or a later Poll) and counted in the producer's "failed since the
-// previous flush", which AbortTransaction() does not reset; so the FIRST
-// Flush() of the replayed batch fails again with the stale
-// NOT_ENOUGH_REPLICAS of the aborted transaction, and the replay itself is
-// aborted and replayed. processor/kafka/producer.cc (RdProducer) counts
-// failures the same way (OnDelivery, Flush; AbortTransaction leaves
-// failed_since_flush as it is), so a real cluster does the same whenever a
-// Produce() after the lost record fails before the batch's Flush(). Outputs
-// stay exactly once (the test above); the cost is one wasted transaction
-// and replay per lost delivery. Fix: AbortTransaction() resets the
-// failed-since-flush count once the aborted transaction's reports are
-// served (in RdProducer and in the fake).
-TEST_F(ProcessorEosTest, DISABLED_DeliveryFailureIsReplayedOnce) {
+// One lost delivery costs one replay: the lost record makes the
+// transaction abortable, the batch is aborted and replayed, and the
+// aborted transaction's failed delivery report must not fail the replay's
+// first Flush() as well (AbortTransaction forgets the aborted messages'
+// failures, in RdProducer as in the fake; before that, each lost delivery
+// cost two aborts and two replays).
+TEST_F(ProcessorEosTest, DeliveryFailureIsReplayedOnce) {
   SeedInput(kClicks);
   int begun = 0;
   bool injected = false;
@@ -821,21 +789,11 @@ TEST_F(ProcessorEosTest, DISABLED_DeliveryFailureIsReplayedOnce) {
   ExpectExactlyOnce();
 }
 
-// A produce error on a changelog record (not an output): the batch should
-// be aborted and replayed like any other produce error. FAILS: the
-// processor stops instead (Run() returns "UNAVAILABLE: partition 0: writing
-// the changelog: writing the changelog: fake produce: Local: Queue full"),
-// and nothing after the failed batch is processed until a restart.
-// CoreStage::WriteChangelog (processor/app/core_stage.cc) re-wraps the
-// sink's error as absl::Status(s.code(), StrCat("partition ", ...)), which
-// drops the Kafka error-class payload that Processor::Replayable() decides
-// by, so a retriable produce error of a changelog record looks like a
-// non-Kafka (state store) error and is fatal. (The message also says
-// "writing the changelog: " twice: Processor::Record already adds it.) An
-// output's produce error with the same code is replayed
-// (Failures/EosAbortTest.*/Produce). Fix: keep the payloads when adding the
-// context in WriteChangelog (as Processor's WithContext does).
-TEST_F(ProcessorEosTest, DISABLED_ProduceErrorOnAChangelogRecordReplaysTheBatch) {
+// A produce error on a changelog record (not an output) is aborted and
+// replayed like any other produce error: the context CoreStage adds keeps
+// the Kafka error class that Processor::Replayable() decides by (once, a
+// bare absl::Status(code, message) there made it fatal).
+TEST_F(ProcessorEosTest, ProduceErrorOnAChangelogRecordReplaysTheBatch) {
   SeedInput(kClicks);
   int begun = 0;
   int64_t changelog_at_begin = 0;

@@ -99,6 +99,7 @@ defaults:
     p.consumer_properties = {{"group.id", kGroup}};
     p.batch_max_messages = batch_max_messages_;
     p.stop_when_idle = stop_when_idle_;
+    p.changelog_topic = changelog_topic_;
     p.retry_backoff = absl::ZeroDuration();
     p.shutdown_timeout = absl::ZeroDuration();
     p.clients = &factory_;
@@ -262,6 +263,7 @@ defaults:
   std::filesystem::path dir_;
   size_t batch_max_messages_ = 8;
   absl::Duration stop_when_idle_ = absl::Nanoseconds(1);
+  std::string changelog_topic_;
   std::set<std::string> expected_conversions_;
 };
 
@@ -432,6 +434,24 @@ TEST_F(ProcessorTest, FatalConsumeErrorStopsRunNamingIt) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("TOPIC_AUTHORIZATION_FAILED"));
   EXPECT_EQ(kafka::ErrorClassOf(s), ErrorClass::kFatal);
   EXPECT_TRUE(cluster_.Members(kGroup).empty()) << "the consumer should have left the group";
+}
+
+// The policy check runs beside the group join; its answer is awaited
+// before the first batch, so nothing is written to a topic that deletes
+// state.
+TEST_F(ProcessorTest, ChangelogThatDeletesStateStopsRunBeforeAnyOutput) {
+  SeedInput(4);
+  changelog_topic_ = "tally-state-changelog";
+  cluster_.CreateTopic(changelog_topic_, 2, {{"cleanup.policy", "delete"}});
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  absl::Status s = t->processor->Run();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("topics.changelog"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cleanup.policy=delete"));
+  EXPECT_TRUE(cluster_.AllRecords("commissions").empty());
+  EXPECT_TRUE(cluster_.AllRecords(changelog_topic_).empty());
 }
 
 TEST_F(ProcessorTest, FatalCommitErrorStopsRunNamingIt) {

@@ -22,8 +22,8 @@ cleanup() {
     echo "--- test failed (rc=$rc); logs from $WORK:" >&2
     for f in "$WORK"/*.log; do
       [ -f "$f" ] || continue
-      echo "=== $f (last 40 lines)" >&2
-      tail -n 40 "$f" >&2
+      echo "=== $f (last 60 lines)" >&2
+      tail -n 60 "$f" >&2
     done
   fi
   rm -rf "$WORK"
@@ -65,7 +65,16 @@ run_tally() {
   local name=$1
   shift
   tally_command "$@"
-  "${TALLY_CMD[@]}" >"$WORK/$name.summary.json" 2>"$WORK/$name.log"
+  # Bounded, so that a processor that never stops fails the test with its
+  # logs (below) instead of running into ctest's timeout, which kills the
+  # script before its cleanup can print anything.
+  local rc=0
+  timeout -s TERM -k 30 "${IT_RUN_TIMEOUT:-540}" \
+      "${TALLY_CMD[@]}" >"$WORK/$name.summary.json" 2>"$WORK/$name.log" || rc=$?
+  if [ "$rc" = 124 ]; then
+    echo "$name did not stop within ${IT_RUN_TIMEOUT:-540} s" >&2
+  fi
+  return "$rc"
 }
 
 # start_tally NAME [--set k=v ...] -> runs in the background, TALLY_PID is

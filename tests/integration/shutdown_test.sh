@@ -39,7 +39,7 @@ fi
 first=$(( $(json_field "$WORK/run1.summary.json" clicks_in) + $(json_field "$WORK/run1.summary.json" conversions_in) ))
 echo "run1 consumed $first of $produced before SIGTERM" >&2
 
-run_tally run2 --set processing.stop_when_idle=2s
+IT_RUN_TIMEOUT=240 run_tally run2 --set processing.stop_when_idle=2s
 second=$(( $(json_field "$WORK/run2.summary.json" clicks_in) + $(json_field "$WORK/run2.summary.json" conversions_in) ))
 echo "run2 consumed $second" >&2
 if [ $((first + second)) != "$produced" ]; then

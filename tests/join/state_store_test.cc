@@ -3,11 +3,13 @@
 #include <atomic>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "processor/dedup/dedup_key.h"
@@ -313,6 +315,48 @@ TEST_F(StateStoreTest, DurableIdIndexSeesCommittedKeysOfEveryOpenStore) {
   EXPECT_FALSE(*stores->Contains(v1));
   OpenStore(*stores, 1);
   EXPECT_TRUE(*stores->Contains(v1));
+}
+
+TEST_F(StateStoreTest, OpenManyAndParallelScanSeeEveryStoreOnce) {
+  StateStoreOptions o = Options();
+  o.parallelism = 3;
+  {
+    auto stores = StateStores::Create(o);
+    ASSERT_TRUE(stores.ok()) << stores.status();
+    for (int32_t p = 0; p < 7; ++p) {
+      TaskStore* store = OpenStore(**stores, p);
+      for (int i = 0; i < 50; ++i) {
+        ASSERT_TRUE(store->PutDedupKey(ClickKey(absl::StrCat("p", p, "-", i)), kT0 + i).ok());
+      }
+      ASSERT_TRUE(store->Commit({}).ok());
+    }
+  }  // closed: the next instance recovers them
+  auto stores = StateStores::Create(o);
+  ASSERT_TRUE(stores.ok()) << stores.status();
+  TaskStore* already = OpenStore(**stores, 2);
+  // 2 is open (kept, not reopened: a second RocksDB open of one directory
+  // would fail on its LOCK file), 9 is new.
+  (*stores)->OpenMany({0, 1, 2, 3, 4, 5, 6, 9});
+  EXPECT_EQ((*stores)->Find(2), already);
+  EXPECT_THAT((*stores)->open_partitions(), ::testing::ElementsAre(0, 1, 2, 3, 4, 5, 6, 9));
+  EXPECT_EQ(OpenStore(**stores, 5), (*stores)->Find(5));
+
+  std::mutex mu;
+  std::multiset<std::string> seen;
+  std::set<std::thread::id> threads;
+  ASSERT_TRUE((*stores)
+                  ->ForEachSince(kT0 + 10,
+                                 [&](const DedupKey& key, TimestampMs t) {
+                                   EXPECT_GE(t, kT0 + 10);
+                                   std::lock_guard lock(mu);
+                                   seen.insert(std::string(key.encoded()));
+                                   threads.insert(std::this_thread::get_id());
+                                 })
+                  .ok());
+  EXPECT_EQ(seen.size(), 7u * 40u);
+  for (const std::string& k : seen) EXPECT_EQ(seen.count(k), 1u) << k;
+  EXPECT_GE(threads.size(), 1u);
+  EXPECT_LE(threads.size(), 3u);
 }
 
 TEST_F(StateStoreTest, ConcurrentContainsWhileCommitting) {

@@ -1,6 +1,10 @@
 #include "processor/dedup/internal/fingerprint_table.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <new>
 
 namespace tally::dedup_internal {
 namespace {
@@ -11,14 +15,34 @@ namespace {
 // spinning here.
 constexpr int kMaxCasRetries = 8;
 
+// Every probe starts at a random slot of a table far larger than the CPU
+// caches; with 4 KiB pages nearly each one also misses the TLB. On 2 MiB
+// pages the page walk mostly hits (measured: Upsert was half of the dedup
+// warm-up of 10M keys at a restart). The advice is best effort: without
+// transparent huge pages the table works the same, only slower.
+constexpr size_t kHugePage = size_t{2} << 20;
+
+std::atomic<uint64_t>* AllocateSlots(uint64_t slots) {
+  const size_t bytes = static_cast<size_t>(slots) * sizeof(std::atomic<uint64_t>);
+  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* memory = std::aligned_alloc(kHugePage, rounded);
+  if (memory == nullptr) throw std::bad_alloc();
+  (void)madvise(memory, rounded, MADV_HUGEPAGE);
+  auto* out = static_cast<std::atomic<uint64_t>*>(memory);
+  // Every slot starts empty (0).
+  for (uint64_t i = 0; i < slots; ++i) new (&out[i]) std::atomic<uint64_t>(0);
+  return out;
+}
+
 }  // namespace
 
-FingerprintTable::FingerprintTable(uint64_t slots, int probe_limit)
-    : mask_(slots - 1),
-      probe_limit_(probe_limit),
-      slots_(std::make_unique<std::atomic<uint64_t>[]>(slots)) {
-  // make_unique<T[]> value-initialises: every slot starts empty (0).
+// std::atomic<uint64_t> is trivially destructible: no destructor to run.
+void FingerprintTable::SlotsDeleter::operator()(std::atomic<uint64_t>* slots) const {
+  std::free(slots);
 }
+
+FingerprintTable::FingerprintTable(uint64_t slots, int probe_limit)
+    : mask_(slots - 1), probe_limit_(probe_limit), slots_(AllocateSlots(slots)) {}
 
 uint64_t FingerprintTable::Fingerprint(uint64_t hash) {
   const uint64_t fp = hash >> kHourBits;

@@ -104,9 +104,15 @@ class FingerprintTable {
   }
   uint64_t Home(uint64_t hash) const;
 
+  // The slots live in 2 MiB-aligned memory advised for transparent huge
+  // pages (see the constructor); released with free().
+  struct SlotsDeleter {
+    void operator()(std::atomic<uint64_t>* slots) const;
+  };
+
   const uint64_t mask_;
   const int probe_limit_;
-  std::unique_ptr<std::atomic<uint64_t>[]> slots_;
+  std::unique_ptr<std::atomic<uint64_t>[], SlotsDeleter> slots_;
 };
 
 }  // namespace tally::dedup_internal

@@ -178,7 +178,11 @@ absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
   }
   if (absl::Status s = options.dedup.Validate(); !s.ok()) return s;
   auto stage = std::unique_ptr<CoreStage>(new CoreStage(options, std::move(offers)));
-  auto stores = StateStores::Create(options.state);
+  StateStoreOptions state = options.state;
+  // Changelogged stores expire by a sweep whose deletions reach the
+  // changelog (design §10.7).
+  state.expire_by_sweep = !options.changelog_topic.empty();
+  auto stores = StateStores::Create(state);
   if (!stores.ok()) return stores.status();
   stage->stores_ = std::move(*stores);
   auto fraud = FraudFilter::Create(options.fraud);

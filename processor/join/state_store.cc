@@ -38,9 +38,17 @@ class TtlFilter final : public rocksdb::CompactionFilter {
 
   void set_cutoff(TimestampMs cutoff) { cutoff_.store(cutoff, std::memory_order_relaxed); }
   TimestampMs cutoff() const { return cutoff_.load(std::memory_order_relaxed); }
+  // Off: compaction keeps everything (the expiry sweep deletes instead).
+  void set_dropping(bool dropping) { dropping_ = dropping; }
 
   bool Filter(int /*level*/, const rocksdb::Slice& key, const rocksdb::Slice& value,
               std::string* /*new_value*/, bool* /*value_changed*/) const override {
+    return dropping_ && Expired(key, value);
+  }
+  const char* Name() const override { return name_; }
+
+  // Whether the record's embedded event time is below the cutoff.
+  bool Expired(const rocksdb::Slice& key, const rocksdb::Slice& value) const {
     const TimestampMs cutoff = cutoff_.load(std::memory_order_relaxed);
     if (cutoff == kNoWatermark) return false;
     TimestampMs ts;
@@ -60,11 +68,11 @@ class TtlFilter final : public rocksdb::CompactionFilter {
     // A record this build cannot read (a newer version) is never dropped.
     return ok && ts < cutoff;
   }
-  const char* Name() const override { return name_; }
 
  private:
   const char* const name_;
   const TimeIn time_in_;
+  bool dropping_ = true;  // set before the DB opens, read by compactions
   std::atomic<TimestampMs> cutoff_{kNoWatermark};
 };
 
@@ -292,6 +300,10 @@ absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
   const TtlFilter* filters[kStoreFamilyCount] = {
       click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
       ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
+  for (TtlFilter* f : {click_filter_.get(), user_click_filter_.get(), ledger_filter_.get(),
+                       dedup_filter_.get(), flood_filter_.get()}) {
+    f->set_dropping(!options_.expire_by_sweep);
+  }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kStoreFamilyCount; ++i) {
     auto family = static_cast<StoreFamily>(i);
@@ -834,6 +846,19 @@ absl::Status TaskStore::ForEachChangelogRecord(
     absl::Status st = fn(changelog_key, e.op == ChangelogCollector::Op::kPut ? &e.value : nullptr);
     if (!st.ok()) return st;
   }
+  if (options_.expire_by_sweep) {
+    // Twice what the batch writes: a family of S records, written at r per
+    // batch, is passed over every S / 2r batches, so expired records wait
+    // at most half a pass: S settles near 4/3 of the live records (with
+    // once: twice).
+    std::array<size_t, kStoreFamilyCount> written{};
+    for (const auto& [changelog_key, e] : collector.entries()) {
+      written[static_cast<size_t>(e.family)] += 2;
+    }
+    absl::Status st = SweepExpired(
+        written, [&](const std::string& k) { return collector.entries().contains(k); }, fn);
+    if (!st.ok()) return st;
+  }
   for (const std::string& changelog_key : compensation_) {
     if (collector.entries().contains(changelog_key)) continue;
     if (changelog_key.empty() || static_cast<uint8_t>(changelog_key[0]) >= kStoreFamilyCount) {
@@ -846,6 +871,51 @@ absl::Status TaskStore::ForEachChangelogRecord(
     if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "changelog compensation");
     absl::Status st = fn(changelog_key, s.IsNotFound() ? nullptr : &value);
     if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TaskStore::SweepExpired(
+    const std::array<size_t, kStoreFamilyCount>& budget,
+    absl::FunctionRef<bool(const std::string& changelog_key)> in_batch,
+    absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn) {
+  const TtlFilter* filters[kStoreFamilyCount] = {
+      click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
+      ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;  // a pass over old records must not evict the hot ones
+  std::string changelog_key;
+  for (int i = 0; i < kStoreFamilyCount; ++i) {
+    if (filters[i] == nullptr || budget[i] == 0) continue;
+    const auto family = static_cast<StoreFamily>(i);
+    rocksdb::ColumnFamilyHandle* handle = cf(family);
+    std::string& cursor = sweep_cursor_[i];
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, handle));
+    it->Seek(cursor);
+    bool wrapped = cursor.empty();
+    for (size_t examined = 0; examined < budget[i]; ++examined) {
+      if (!it->Valid()) {
+        if (!it->status().ok()) return FromRocks(it->status(), "expiry sweep");
+        if (wrapped) break;  // the whole family in one call
+        wrapped = true;
+        it->SeekToFirst();
+        if (!it->Valid()) break;
+      }
+      if (filters[i]->Expired(it->key(), it->value())) {
+        changelog_key.assign(1, static_cast<char>(family));
+        changelog_key.append(it->key().data(), it->key().size());
+        // Written by this batch (a fresh record under an old key, a merge):
+        // the batch's own record stands.
+        if (!in_batch(changelog_key)) {
+          rocksdb::Status s = batch_->Delete(handle, it->key());
+          if (!s.ok()) return FromRocks(s, "expiry sweep");
+          if (absl::Status st = fn(changelog_key, nullptr); !st.ok()) return st;
+        }
+      }
+      it->Next();
+    }
+    cursor = it->Valid() ? it->key().ToString() : std::string();
+    if (!it->status().ok()) return FromRocks(it->status(), "expiry sweep");
   }
   return absl::OkStatus();
 }

@@ -99,6 +99,12 @@ struct StateStoreOptions {
   // the largest event time of this partition's keys, which is <= the
   // deduplicator's own watermark, so nothing it can still ask for expires).
   int64_t dedup_retention_ms = 36 * kDayMs;
+  // The stores are changelogged (docs/design.md §10.7): expired records are
+  // deleted by a sweep inside the changelog batches (so the changelog gets
+  // their tombstones and stops growing with every click ever seen), not by
+  // the compaction filters, whose silent deletions the changelog would
+  // never hear of.
+  bool expire_by_sweep = false;
   // Threads that open stores (OpenMany) and scan them (ForEachSince) at an
   // assignment: a restart with 64 tasks and 10M keys is bound by these.
   int parallelism = 1;
@@ -245,7 +251,11 @@ class TaskStore {
   // key is deleted (a tombstone). Merged values are resolved to their
   // result (a restore Puts them). Local-only entries (the flood verdict
   // journal) are left out. Compensation records (AddCompensation) follow the
-  // batch's own. Each key at most once.
+  // batch's own. Each key at most once. With options.expire_by_sweep, the
+  // sweep's deletions of expired records (added to the batch here) follow
+  // as tombstones: per family, twice as many committed records are examined
+  // as the batch writes to it, from where the previous batch stopped, so
+  // expired records are few next to the live ones.
   absl::Status ForEachChangelogRecord(
       absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn);
   absl::Status ApplyCommit(std::optional<int64_t> changelog_next);
@@ -358,6 +368,16 @@ class TaskStore {
   std::optional<int64_t> changelog_offset_;  // committed
   int64_t changelog_time_ms_ = 0;
   std::set<std::string> compensation_;
+  // options.expire_by_sweep: deletes up to budget[family] examined records
+  // whose event time is below the family's cutoff and that the batch does
+  // not write (in_batch), in the batch, and yields their tombstones.
+  absl::Status SweepExpired(
+      const std::array<size_t, kStoreFamilyCount>& budget,
+      absl::FunctionRef<bool(const std::string& changelog_key)> in_batch,
+      absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn);
+  // The expiry sweep's position per family (in memory: a restart begins
+  // again at the start, which only repeats a pass).
+  std::array<std::string, kStoreFamilyCount> sweep_cursor_;
 };
 
 // All task stores of this process, and the DurableIdIndex over them.

@@ -478,7 +478,16 @@ absl::Status TaskStore::ForEachFloodCount(
     fn(window_start, ip, CountMerge::Decode(it->value()));
   }
   if (!it->status().ok()) return FromRocks(it->status(), "scan flood counts");
-  for (const auto& [offset, click] : journal_) {
+  // Entries below the committed clicks position are already in the
+  // committed counts: their batch committed without the local write that
+  // deletes them (kill -9 after the transaction; the restore brought its
+  // records, counts included, from the changelog). The next Commit deletes
+  // them; until then they must not count twice.
+  auto position = positions_.find(options_.clicks_topic);
+  const int64_t covered_below =
+      position == positions_.end() ? std::numeric_limits<int64_t>::min() : position->second;
+  for (auto j = journal_.lower_bound(covered_below); j != journal_.end(); ++j) {
+    const FloodClick& click = j->second;
     if (click.window_start_ms >= since_ms) fn(click.window_start_ms, click.ip, 1);
   }
   return absl::OkStatus();

@@ -226,7 +226,9 @@ class TaskStore {
   // The journaled verdict of the click at `click_offset`, if any.
   std::optional<FloodClick> JournaledFloodClick(int64_t click_offset) const;
   // Committed counts with window_start_ms >= since_ms, then every journal
-  // entry (counted once each), for rebuilding the shared counters.
+  // entry at or above the committed clicks position (counted once each; the
+  // ones below it are in the committed counts), for rebuilding the shared
+  // counters.
   absl::Status ForEachFloodCount(
       int64_t since_ms, absl::FunctionRef<void(int64_t window_start_ms,
                                                const std::array<uint8_t, 16>& ip, uint64_t count)>

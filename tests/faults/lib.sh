@@ -310,8 +310,16 @@ summaries_of() {
   return 0
 }
 
-# print_summary TITLE LINES...: the scenario's closing report on stdout.
+# print_summary TITLE LINES...: the scenario's closing report on stdout,
+# also kept in run/faults/<scenario>.txt (ctest shows a passing test's
+# output only with -V; `make faults` users want the figures either way).
 print_summary() {
+  local out
+  out="$SRC_DIR/run/faults/$(basename "$0" .sh).txt"
+  mkdir -p "$(dirname "$out")" 2>/dev/null || true
+  print_summary_lines "$@" | tee "$out" 2>/dev/null || print_summary_lines "$@"
+}
+print_summary_lines() {
   echo "==== $1"
   shift
   echo "-- injected:"

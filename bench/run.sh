@@ -76,8 +76,13 @@ if [ "${E2E:-1}" = 1 ]; then
         --set "offers.file=$ROOT/deploy/config/offers.yaml" \
         >"$work/tally-restore.json" 2>"$work/tally-restore.log"
     kill -TERM "$broker"; wait "$broker" || true
-    restore=$(grep -o 'restored [0-9]* changelog records ([^)]*) in [0-9.]* s' "$work/tally-restore.log" |
-      awk '{r += $2; s += $(NF-1)} END {if (s > 0) printf "%d\t%.3f\t%.0f", r, s, r / s; else printf "%d\t0\t0", r}')
+    # "restored N changelog records (offsets a .. b) in S s (C s CPU)": the
+    # restorer thread's wall time and its CPU time per partition.
+    restore=$(grep -o 'restored [0-9]* changelog records ([^)]*) in [0-9.]* s ([0-9.]* s CPU)' \
+        "$work/tally-restore.log" |
+      awk '{r += $2; s += $(NF-4); c += substr($(NF-2), 2)} END {
+        if (s > 0 && c > 0) printf "%d\t%.3f\t%.0f\t%.3f\t%.0f", r, s, r / s, c, r / c;
+        else printf "%d\t0\t0\t0\t0", r}')
     echo "$restore" >>"$OUT/restore.tsv"
     b_msgs=$(grep -o '"messages":[0-9]*' "$work/baseline.json" | cut -d: -f2)
     b_secs=$(grep -o '"busy_seconds":[0-9.e+-]*' "$work/baseline.json" | cut -d: -f2)
@@ -100,9 +105,10 @@ if [ "${E2E:-1}" = 1 ]; then
   echo "   median ratio tally/baseline: $(cut -f5 "$OUT/e2e.tsv" | median)"
   echo "   median at_least_once rate: $(cut -f6 "$OUT/e2e.tsv" | median) msg/s;" \
        "median ratio exactly_once/at_least_once: $(cut -f7 "$OUT/e2e.tsv" | median)"
-  echo "   full restore on an empty volume (records, restore seconds, records/s on the one restore thread):"
+  echo "   full restore on an empty volume (records, restore thread seconds, records/s, its CPU seconds, records per CPU second):"
   sed 's/^/     /' "$OUT/restore.tsv"
-  echo "   median restore rate: $(cut -f3 "$OUT/restore.tsv" | median) records/s per core"
+  echo "   median restore rate: $(cut -f3 "$OUT/restore.tsv" | median) records/s on the restore thread;" \
+       "$(cut -f5 "$OUT/restore.tsv" | median) records per CPU second of it"
 fi
 
 # Restart after kill -9 on the same volume with RESTART_CLICKS clicks in

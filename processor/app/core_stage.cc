@@ -809,7 +809,8 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
     }
     TALLY_LOG(kInfo, kLog, "partition ", r.partition, ": restored ", r.records,
               " changelog records (offsets ", r.from_offset, " .. ", r.to_offset, ") in ",
-              absl::StrFormat("%.3f", r.seconds), " s",
+              absl::StrFormat("%.3f", r.seconds), " s (", absl::StrFormat("%.3f", r.cpu_seconds),
+              " s CPU)",
               r.tail_records > 0
                   ? absl::StrCat("; ", r.tail_records,
                                  " records after the last marker (a transaction that never "

@@ -1,5 +1,7 @@
 #include "processor/app/restorer.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -19,6 +21,12 @@ struct Record {
 };
 
 bool IsMarker(const kafka::Message& m) { return m.key() == kChangelogMarkerKey; }
+
+double ThreadCpuSeconds() {
+  timespec ts{};
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 
 }  // namespace
 
@@ -209,6 +217,7 @@ absl::Status Restorer::ReadRange(int32_t partition, int64_t from,
 
 RestoreResult Restorer::Run(const Job& job) {
   const absl::Time started = absl::Now();
+  const double cpu_started = ThreadCpuSeconds();
   RestoreResult result;
   result.partition = job.partition;
   TaskStore& store = *job.store;
@@ -243,6 +252,7 @@ RestoreResult Restorer::Run(const Job& job) {
   if (from >= high) {
     if (!job.standby) result.status = store.ReloadCommitted();
     result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    result.cpu_seconds = ThreadCpuSeconds() - cpu_started;
     return result;
   }
   records_remaining_.store(static_cast<uint64_t>(high - from), std::memory_order_relaxed);
@@ -332,6 +342,7 @@ RestoreResult Restorer::Run(const Job& job) {
     // next round applies it.
     records_remaining_.store(0, std::memory_order_relaxed);
     result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+    result.cpu_seconds = ThreadCpuSeconds() - cpu_started;
     return result;
   }
   if (absl::Status s = store.ReloadCommitted(); !s.ok()) {
@@ -345,6 +356,7 @@ RestoreResult Restorer::Run(const Job& job) {
   }
   records_remaining_.store(0, std::memory_order_relaxed);
   result.seconds = absl::ToDoubleSeconds(absl::Now() - started);
+  result.cpu_seconds = ThreadCpuSeconds() - cpu_started;
   return result;
 }
 

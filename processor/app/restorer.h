@@ -70,6 +70,9 @@ struct RestoreResult {
   int64_t lost_from = -1;
   bool cleared = false;  // the checkpoint was too old: restored from the start
   double seconds = 0;
+  // CPU time of the restorer's thread for it (the rest of `seconds` is
+  // waiting for the broker).
+  double cpu_seconds = 0;
 };
 
 struct RestoreProgress {

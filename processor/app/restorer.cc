@@ -14,12 +14,6 @@ namespace {
 constexpr char kLog[] = "restore";
 constexpr absl::Duration kWatermarkTimeout = absl::Seconds(10);
 
-struct Record {
-  int64_t offset;
-  std::string key;
-  std::optional<std::string> value;
-};
-
 bool IsMarker(const kafka::Message& m) { return m.key() == kChangelogMarkerKey; }
 
 double ThreadCpuSeconds() {
@@ -197,7 +191,7 @@ void Restorer::Loop() {
 }
 
 absl::Status Restorer::ReadRange(int32_t partition, int64_t from,
-                                 const std::function<bool(const kafka::Message&)>& fn) {
+                                 const std::function<bool(std::unique_ptr<kafka::Message>&)>& fn) {
   const kafka::TopicPartition tp{options_.changelog_topic, partition};
   if (absl::Status s = reader_->Assign({{tp.topic, partition, from}}); !s.ok()) return s;
   std::vector<std::unique_ptr<kafka::Message>> messages;
@@ -207,9 +201,9 @@ absl::Status Restorer::ReadRange(int32_t partition, int64_t from,
     if (absl::Status s = reader_->Poll(10'000, options_.poll_timeout, &messages); !s.ok()) {
       return s;
     }
-    for (const auto& m : messages) {
+    for (auto& m : messages) {
       if (m->partition() != partition || m->topic() != tp.topic) continue;
-      if (!fn(*m)) return absl::OkStatus();
+      if (!fn(m)) return absl::OkStatus();
     }
     if (messages.empty() && reader_->AtEnd(tp)) return absl::OkStatus();
   }
@@ -257,23 +251,24 @@ RestoreResult Restorer::Run(const Job& job) {
   }
   records_remaining_.store(static_cast<uint64_t>(high - from), std::memory_order_relaxed);
 
-  // Pass 1: the last marker, from a window at the end of the log.
-  std::vector<Record> window;
+  // Pass 1: the last marker, from a window at the end of the log. The
+  // window's records are kept as the messages themselves (their bytes live
+  // in the fetched buffers: no copy until the store's write batch).
+  std::vector<std::unique_ptr<kafka::Message>> window;
   std::optional<int64_t> last_marker;
   int64_t window_start = std::max(from, high - options_.tail_window);
   for (;;) {
     window.clear();
     last_marker.reset();
-    absl::Status s = ReadRange(job.partition, window_start, [&](const kafka::Message& m) {
-      if (IsMarker(m)) {
-        last_marker = m.offset();
-      } else {
-        Record r{m.offset(), std::string(m.key()), std::nullopt};
-        if (!m.value_is_null()) r.value = std::string(m.value());
-        window.push_back(std::move(r));
-      }
-      return true;
-    });
+    absl::Status s =
+        ReadRange(job.partition, window_start, [&](std::unique_ptr<kafka::Message>& m) {
+          if (IsMarker(*m)) {
+            last_marker = m->offset();
+          } else {
+            window.push_back(std::move(m));
+          }
+          return true;
+        });
     if (!s.ok()) {
       result.status = s;
       return result;
@@ -283,11 +278,18 @@ RestoreResult Restorer::Run(const Job& job) {
     window_start = std::max(from, std::min(window_start - 1, high - 4 * (high - window_start)));
   }
 
-  // Pass 2: everything before the window precedes the last marker.
-  std::vector<std::pair<std::string, std::optional<std::string>>> batch;
+  // Pass 2: everything before the window precedes the last marker. The
+  // batch's views point into `held`, the messages they came from.
+  std::vector<ChangelogRecordView> batch;
+  std::vector<std::unique_ptr<kafka::Message>> held;
   batch.reserve(options_.apply_batch);
+  held.reserve(options_.apply_batch);
   int64_t last_offset = from - 1;
   absl::Status apply_status;
+  auto view = [](const kafka::Message& m) {
+    return ChangelogRecordView{
+        m.key(), m.value_is_null() ? std::nullopt : std::optional<std::string_view>(m.value())};
+  };
   auto flush = [&](int64_t next) {
     if (batch.empty() && next <= result.to_offset) return true;
     apply_status = store.ApplyChangelog(batch, next);
@@ -296,21 +298,22 @@ RestoreResult Restorer::Run(const Job& job) {
     records_done_.fetch_add(batch.size(), std::memory_order_relaxed);
     result.to_offset = next;
     batch.clear();
+    held.clear();
     return true;
   };
   if (window_start > from) {
-    absl::Status s = ReadRange(job.partition, from, [&](const kafka::Message& m) {
-      if (m.offset() >= window_start) return false;
-      last_offset = m.offset();
-      if (!IsMarker(m)) {
-        batch.emplace_back(std::string(m.key()), m.value_is_null()
-                                                     ? std::nullopt
-                                                     : std::optional<std::string>(m.value()));
+    absl::Status s = ReadRange(job.partition, from, [&](std::unique_ptr<kafka::Message>& m) {
+      if (m->offset() >= window_start) return false;
+      last_offset = m->offset();
+      const int64_t offset = m->offset();
+      if (!IsMarker(*m)) {
+        batch.push_back(view(*m));
+        held.push_back(std::move(m));
       }
       if (batch.size() >= options_.apply_batch) {
-        records_remaining_.store(static_cast<uint64_t>(std::max<int64_t>(0, high - m.offset())),
+        records_remaining_.store(static_cast<uint64_t>(std::max<int64_t>(0, high - offset)),
                                  std::memory_order_relaxed);
-        return flush(m.offset() + 1);
+        return flush(offset + 1);
       }
       return true;
     });
@@ -324,14 +327,15 @@ RestoreResult Restorer::Run(const Job& job) {
   // The window: records before the last marker are applied, the tail
   // after it is compensated.
   std::vector<std::string> tail;
-  for (Record& r : window) {
-    if (last_marker.has_value() && r.offset < *last_marker) {
-      batch.emplace_back(std::move(r.key), std::move(r.value));
+  for (const std::unique_ptr<kafka::Message>& m : window) {
+    if (last_marker.has_value() && m->offset() < *last_marker) {
+      batch.push_back(view(*m));
     } else {
-      tail.push_back(std::move(r.key));
+      tail.emplace_back(m->key());
     }
   }
   if (last_marker.has_value()) flush(*last_marker + 1);
+  window.clear();
   if (!apply_status.ok()) {
     result.status = apply_status;
     return result;

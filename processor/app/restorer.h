@@ -137,9 +137,11 @@ class Restorer {
   void Loop();
   RestoreResult Run(const Job& job);
   // Reads [from, end of log) of the changelog partition; fn(message) per
-  // record; stops when fn returns false or the end is reached.
+  // record (it may take the message: records are applied from the
+  // messages themselves, without copies); stops when fn returns false or
+  // the end is reached.
   absl::Status ReadRange(int32_t partition, int64_t from,
-                         const std::function<bool(const kafka::Message&)>& fn);
+                         const std::function<bool(std::unique_ptr<kafka::Message>&)>& fn);
   bool Cancelled(int32_t partition) const;
 
   const Options options_;

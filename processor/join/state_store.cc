@@ -973,9 +973,8 @@ absl::Status TaskStore::ApplyCommit(std::optional<int64_t> changelog_next) {
   return absl::OkStatus();
 }
 
-absl::Status TaskStore::ApplyChangelog(
-    const std::vector<std::pair<std::string, std::optional<std::string>>>& records,
-    int64_t changelog_next) {
+absl::Status TaskStore::ApplyChangelog(const std::vector<ChangelogRecordView>& records,
+                                       int64_t changelog_next) {
   if (dirty_ || prepared_) {
     return absl::FailedPreconditionError("state store: restore into a store with a batch open");
   }
@@ -988,7 +987,8 @@ absl::Status TaskStore::ApplyChangelog(
     }
     rocksdb::ColumnFamilyHandle* family = cf(static_cast<StoreFamily>(key[0]));
     const rocksdb::Slice k(key.data() + 1, key.size() - 1);
-    s = value.has_value() ? batch.Put(family, k, ToSlice(*value)) : batch.Delete(family, k);
+    s = value.has_value() ? batch.Put(family, k, rocksdb::Slice(value->data(), value->size()))
+                          : batch.Delete(family, k);
     if (!s.ok()) return FromRocks(s, "restore");
   }
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(

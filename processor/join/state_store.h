@@ -118,6 +118,13 @@ struct StateStoreOptions {
   absl::Status Validate() const;
 };
 
+// A changelog record as read (a view into the fetched message): changelog
+// key (family byte + family key) and value, nullopt for a tombstone.
+struct ChangelogRecordView {
+  std::string_view key;
+  std::optional<std::string_view> value;
+};
+
 // One click of this partition that reached the ip_click_flood rule: its
 // (IP, window) and the verdict it got. See TaskStore's flood section.
 struct FloodClick {
@@ -274,9 +281,8 @@ class TaskStore {
   // yields them) straight to the store, with `changelog_next`, in one
   // atomic write. REQUIRES: no uncommitted changes. Call ReloadCommitted()
   // once the restore is done.
-  absl::Status ApplyChangelog(
-      const std::vector<std::pair<std::string, std::optional<std::string>>>& records,
-      int64_t changelog_next);
+  absl::Status ApplyChangelog(const std::vector<ChangelogRecordView>& records,
+                              int64_t changelog_next);
   // Re-reads positions, watermarks, pending index and journal from the DB.
   absl::Status ReloadCommitted();
   // Changelog keys whose records belong to a changelog tail that never

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <map>
 #include <optional>
@@ -777,6 +778,8 @@ class Processor::Impl final : public Outputs,
         return WithContext(s, "beginning a transaction: ");
       }
       txn_open_ = true;
+      txn_tasks_.clear();
+      for (const auto& message : batch) txn_tasks_.insert(message->partition());
     }
     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
     for (const auto& message : batch) {
@@ -834,13 +837,15 @@ class Processor::Impl final : public Outputs,
     }
     if (options_.exactly_once) {
       const absl::Time txn_started = absl::Now();
-      absl::Status s =
-          producer_->SendOffsetsToTransaction(commits, *consumer_, options_.transaction_timeout);
+      absl::Status s = WaitForKafka("send_offsets", [&](absl::Duration slice) {
+        return producer_->SendOffsetsToTransaction(commits, *consumer_, slice);
+      });
       if (!s.ok()) {
         CountKafkaError("send_offsets", s);
         return WithContext(s, "adding input offsets to the transaction: ");
       }
-      s = producer_->CommitTransaction(options_.transaction_timeout);
+      s = WaitForKafka("commit_transaction",
+                       [&](absl::Duration slice) { return producer_->CommitTransaction(slice); });
       if (!s.ok()) {
         CountKafkaError("commit_transaction", s);
         return WithContext(s, "committing the transaction: ");
@@ -892,26 +897,42 @@ class Processor::Impl final : public Outputs,
   // ready, consuming nothing; a stop request ends the wait after
   // shutdown_timeout. Any delivery failure fails the batch (replayed).
   absl::Status FlushOutputs() {
-    constexpr absl::Duration kFlushSlice = absl::Seconds(1);
+    absl::Status s = WaitForKafka("flush", [&](absl::Duration slice) {
+      absl::Status flushed = producer_->Flush(slice);
+      if (!flushed.ok() && flushed.code() != absl::StatusCode::kDeadlineExceeded) {
+        CountKafkaError("flush", flushed);
+      }
+      return flushed;
+    });
+    return s.ok() ? s : WithContext(s, "flushing batch outputs: ");
+  }
+
+  // Calls `call` in one-second slices while it times out: a flush with
+  // messages in flight (kDeadlineExceeded), or a transactional call that
+  // timed out (librdkafka's send_offsets_to_transaction and
+  // commit_transaction are resumable: called again, they go on where they
+  // stopped). Meanwhile the instance is not ready and keeps its liveness
+  // heartbeat, so a broker outage shows on /readyz however long one call
+  // would block; a stop request ends the wait after shutdown_timeout.
+  absl::Status WaitForKafka(std::string_view operation,
+                            const std::function<absl::Status(absl::Duration)>& call) {
+    constexpr absl::Duration kSlice = absl::Seconds(1);
     absl::Time stop_deadline = absl::InfiniteFuture();
     for (;;) {
-      absl::Status s = producer_->Flush(kFlushSlice);
+      absl::Status s = call(kSlice);
       if (s.ok()) {
         if (awaiting_acks_) {
           awaiting_acks_ = false;
-          TALLY_LOG(kInfo, kLog, "outputs acknowledged again");
+          TALLY_LOG(kInfo, kLog, "Kafka answers again (", operation, ")");
         }
         return s;
       }
-      if (s.code() != absl::StatusCode::kDeadlineExceeded) {
-        CountKafkaError("flush", s);
-        return WithContext(s, "flushing batch outputs: ");
-      }
+      if (!kafka::TimedOut(s)) return s;
       if (!awaiting_acks_) {
         awaiting_acks_ = true;
-        CountKafkaError("flush", s);
-        TALLY_LOG(kWarning, kLog, "outputs not acknowledged yet (", s.message(),
-                  "); waiting for Kafka, consuming nothing");
+        CountKafkaError(operation, s);
+        TALLY_LOG(kWarning, kLog, "Kafka has not answered yet (", operation, ": ", s.message(),
+                  "); waiting for it, consuming nothing");
       }
       Heartbeat();
       UpdateReadiness();
@@ -923,8 +944,8 @@ class Processor::Impl final : public Outputs,
         if (now >= stop_deadline) {
           // Without the Kafka class on purpose: giving up is our decision,
           // so Run() stops (Fail) instead of replaying the batch.
-          return absl::Status(s.code(),
-                              absl::StrCat("stopping with outputs unacknowledged: ", s.message()));
+          return absl::Status(s.code(), absl::StrCat("stopping while Kafka does not answer (",
+                                                     std::string(operation), "): ", s.message()));
         }
       }
     }
@@ -966,6 +987,14 @@ class Processor::Impl final : public Outputs,
   void AbortTransaction() {
     if (!txn_open_) return;
     txn_open_ = false;
+    // Parsed by tally-verify (--allow-revocation-copies): on a broker that
+    // honours transactions the aborted records vanish; on one that does not
+    // (the dev broker) they stay, and the replay repeats them identically.
+    std::string tasks;
+    for (int32_t p : txn_tasks_)
+      absl::StrAppend(&tasks, tasks.empty() ? "" : ", ", "task[", p, "]");
+    TALLY_LOG(kInfo, kLog, "transaction aborted for tasks: ", tasks,
+              "; without transaction isolation its records stay visible (identical copies)");
     metrics_.txn_aborted->Increment();
     {
       absl::MutexLock lock(&summary_mu_);
@@ -1063,7 +1092,7 @@ class Processor::Impl final : public Outputs,
     } else if (probe_failed_) {
       reason = "broker unreachable (metadata request failed)";
     } else if (awaiting_acks_) {
-      reason = "waiting for Kafka to acknowledge outputs";
+      reason = "waiting for Kafka to answer (outputs or the transaction)";
     } else if (commit_blocked_) {
       reason = "input offsets not committed yet (rebalance or coordinator change)";
     } else if (half_tasks_ > 0) {
@@ -1200,6 +1229,7 @@ class Processor::Impl final : public Outputs,
   std::map<kafka::TopicPartition, int64_t> pending_seeks_;  // to restored positions
   std::map<int32_t, int64_t> marker_next_;  // changelog offset after each task's marker
   bool txn_open_ = false;
+  std::set<int32_t> txn_tasks_;  // the input partitions of the open transaction
   absl::Time last_broker_contact_ = absl::Now();
   absl::Time last_probe_ = absl::InfinitePast();
   bool probe_failed_ = false;

@@ -269,6 +269,12 @@ std::string_view ErrorClassName(ErrorClass error_class) {
   return "unknown";
 }
 
+bool TimedOut(const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kDeadlineExceeded) return true;
+  return ErrorClassOf(status) == ErrorClass::kRetriable &&
+         KafkaErrorCode(status) == RD_KAFKA_RESP_ERR__TIMED_OUT;
+}
+
 absl::Status WithContext(const absl::Status& status, std::string_view context) {
   absl::Status out(status.code(), absl::StrCat(absl::string_view(context.data(), context.size()),
                                                status.message()));

@@ -57,6 +57,12 @@ int KafkaErrorCode(const absl::Status& status);
 absl::Status MakeKafkaError(ErrorClass error_class, int rd_kafka_resp_err, std::string_view what,
                             bool deadline = false);
 
+// Whether `status` says only that one of our time limits ran out while
+// Kafka had not answered yet: a flush with messages in flight
+// (kDeadlineExceeded), or a transactional call that timed out (retriable;
+// librdkafka resumes it when it is called again).
+bool TimedOut(const absl::Status& status);
+
 // `status` with `context` in front of its message, keeping its code and its
 // payloads (the error class above travels in one: a bare
 // absl::Status(code, message) turns a retriable Kafka error into one that

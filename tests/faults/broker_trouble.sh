@@ -10,7 +10,10 @@
 # the session timeout). After the load and a quiet period tally-verify runs;
 # then the devbroker is killed outright (SIGKILL, its data is gone) and the
 # instance is watched for WATCH seconds: it must not crash-loop.
-# Pass: no mismatch and no copy (--max-copies=0); the instance never exited
+# Pass: no mismatch and no copy (--max-copies=0) except on tasks whose
+# transaction was aborted or that were revoked with uncommitted offsets
+# (logged; a broker with transaction isolation hides those records, the mock
+# cannot: counted, --allow-revocation-copies); the instance never exited
 # while the broker was alive, and at most once after it was killed; it
 # stops on SIGTERM within shutdown.timeout (10 s here) even without a broker.
 # usage: broker_trouble.sh BIN_DIR SRC_DIR [CLICKS] [PARTITIONS] [RATE] [DOWN_S] [WATCH_S]
@@ -57,7 +60,7 @@ wait_load
 if wait_drained 5 120 p1; then note "drained: no input consumed for 5 s"; else note "not drained within 120 s"; fi
 
 rc=0
-verify_faults --max-copies 0 || rc=$?
+verify_faults --max-copies 0 --allow-revocation-copies || rc=$?
 exits_alive=$(exits_of p1)
 
 # The devbroker killed outright: the data is gone, the instance must stay

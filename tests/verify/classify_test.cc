@@ -93,6 +93,11 @@ TEST(ParseUncommittedRevocationLineTest, ParsesTheProcessorsLine) {
   ASSERT_TRUE(parts.has_value());
   EXPECT_EQ(*parts, (std::vector<int32_t>{3, 4, 12}));
   EXPECT_FALSE(ParseUncommittedRevocationLine("INFO processor: revoked 16 partitions").has_value());
+  auto aborted = ParseUncommittedRevocationLine(
+      "2026-12-02T16:54:37.200Z INFO processor: transaction aborted for tasks: task[0], task[5], "
+      "task[11]; without transaction isolation its records stay visible (identical copies)");
+  ASSERT_TRUE(aborted.has_value());
+  EXPECT_EQ(*aborted, (std::vector<int32_t>{0, 5, 11}));
 }
 
 TEST(ParseStateGapLineTest, ParsesTheProcessorsLine) {

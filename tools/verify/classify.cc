@@ -95,10 +95,15 @@ std::optional<StateGap> ParseStateGapLine(std::string_view line_in) {
 }
 
 std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_view line) {
-  constexpr std::string_view kMarker = "partitions revoked with uncommitted offsets: ";
-  const size_t at = line.find(kMarker);
-  if (at == std::string_view::npos) return std::nullopt;
-  std::string_view rest = line.substr(at + kMarker.size());
+  std::string_view rest;
+  for (std::string_view marker : {std::string_view("partitions revoked with uncommitted offsets: "),
+                                  std::string_view("transaction aborted for tasks: ")}) {
+    if (const size_t at = line.find(marker); at != std::string_view::npos) {
+      rest = line.substr(at + marker.size());
+      break;
+    }
+  }
+  if (rest.empty()) return std::nullopt;
   rest = rest.substr(0, rest.find(';'));
   std::vector<int32_t> partitions;
   // Entries "topic[p]@offset", separated by ", ".

@@ -83,6 +83,9 @@ std::optional<StateGap> ParseStateGapLine(std::string_view line);
 // could not be committed (the broker refused the commit during the
 // rebalance; the new owner repeats that range's outputs):
 //   ... partitions revoked with uncommitted offsets: clicks[3]@1125, conversions[4]@35; ...
+// and its line for an aborted transaction (on a broker without transaction
+// isolation its records stay visible and its replay repeats them):
+//   ... transaction aborted for tasks: task[3], task[7]; ...
 // Returns the input partitions (tasks) it names; nullopt for other lines.
 std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_view line);
 

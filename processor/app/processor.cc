@@ -448,17 +448,13 @@ class Processor::Impl final : public Outputs,
       }
     }
     if (!whole.empty()) stage_->OnPartitionsAssigned(whole);
-    for (int32_t p : whole) {
-      if (stage_->TaskReady(p)) continue;
-      for (const kafka::TopicPartition& tp : Halves(p)) {
-        // Paused until ActivateRestoredTasks resumes it: the resume queued
-        // above (applied after the pauses) would otherwise undo the pause,
-        // and the restore's input would be fetched and sought back on every
-        // poll.
-        std::erase(to_resume_, tp);
-        if (restore_paused_.insert(tp).second) to_pause_.push_back(tp);
-      }
-    }
+    // Tasks that restore are not paused here: librdkafka ignores the fetch
+    // start of an assign() followed at once by a pause() (the pause's
+    // version barrier makes it outdated; librdkafka issues #2190, #5591),
+    // and such a partition never fetches, even after a resume: a run hung
+    // with one input partition never read. Their first fetched messages
+    // are held back (a synchronous seek, so the fetch has started) and
+    // only then paused (HoldBackHalfTasks), until ActivateRestoredTasks.
     ReviewHalfTasks();
   }
 
@@ -687,7 +683,20 @@ class Processor::Impl final : public Outputs,
     if (held.empty()) return absl::OkStatus();
     std::vector<kafka::TopicPartitionOffset> seeks;
     for (const auto& [tp, offset] : held) seeks.push_back({tp.topic, tp.partition, offset});
-    return SeekBack(seeks);
+    if (absl::Status s = SeekBack(seeks); !s.ok()) return s;
+    // A task that restores: its input waits, paused (the seek above was
+    // synchronous, so this pause cannot outdate a pending fetch start),
+    // until ActivateRestoredTasks resumes it.
+    std::vector<kafka::TopicPartition> pause;
+    for (const auto& [tp, offset] : held) {
+      if (tasks_.contains(tp.partition) && !stage_->TaskReady(tp.partition) &&
+          !paused_.contains(tp) && restore_paused_.insert(tp).second) {
+        pause.push_back(tp);
+      }
+    }
+    if (pause.empty()) return absl::OkStatus();
+    absl::Status s = consumer_->Pause(pause);
+    return s.ok() ? s : CountedKafkaError("pause", s);
   }
 
   void BlockOnCommit(const std::vector<kafka::TopicPartitionOffset>& commits) {

@@ -1009,7 +1009,12 @@ class Processor::Impl final : public Outputs,
       absl::MutexLock lock(&summary_mu_);
       ++summary_.transaction_aborts;
     }
-    absl::Status s = producer_->AbortTransaction(options_.transaction_timeout);
+    // In slices too: an abort during an outage waits for the broker (not
+    // ready, heartbeat kept) instead of blocking the loop for
+    // transaction_timeout with /readyz still 200.
+    absl::Status s = WaitForKafka("abort_transaction", [&](absl::Duration slice) {
+      return producer_->AbortTransaction(slice);
+    });
     if (!s.ok()) {
       CountKafkaError("abort_transaction", s);
       TALLY_LOG(kWarning, kLog, "aborting the transaction: ", s.ToString());

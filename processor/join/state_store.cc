@@ -280,6 +280,11 @@ TaskStore::~TaskStore() {
   db_.reset();
 }
 
+std::array<TtlFilter*, kStoreFamilyCount> TaskStore::Filters() const {
+  return {click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
+          ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
+}
+
 absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
                                const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
                                int max_open_files) {
@@ -297,12 +302,9 @@ absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
   db_options.keep_log_file_num = 3;
   db_options.max_log_file_size = 16 << 20;
 
-  const TtlFilter* filters[kStoreFamilyCount] = {
-      click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
-      ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
-  for (TtlFilter* f : {click_filter_.get(), user_click_filter_.get(), ledger_filter_.get(),
-                       dedup_filter_.get(), flood_filter_.get()}) {
-    f->set_dropping(!options_.expire_by_sweep);
+  const std::array<TtlFilter*, kStoreFamilyCount> filters = Filters();
+  for (TtlFilter* f : filters) {
+    if (f != nullptr) f->set_dropping(!options_.expire_by_sweep);
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (int i = 0; i < kStoreFamilyCount; ++i) {
@@ -888,9 +890,7 @@ absl::Status TaskStore::SweepExpired(
     const std::array<size_t, kStoreFamilyCount>& budget,
     absl::FunctionRef<bool(const std::string& changelog_key)> in_batch,
     absl::FunctionRef<absl::Status(std::string_view key, const std::string* value)> fn) {
-  const TtlFilter* filters[kStoreFamilyCount] = {
-      click_filter_.get(),  user_click_filter_.get(), nullptr, nullptr,
-      ledger_filter_.get(), dedup_filter_.get(),      nullptr, flood_filter_.get()};
+  const std::array<TtlFilter*, kStoreFamilyCount> filters = Filters();
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // a pass over old records must not evict the hot ones
   std::string changelog_key;

@@ -376,6 +376,9 @@ class TaskStore {
   std::optional<int64_t> changelog_offset_;  // committed
   int64_t changelog_time_ms_ = 0;
   std::set<std::string> compensation_;
+  // The TTL compaction filter of each family (StoreFamily order), nullptr
+  // for families without a TTL.
+  std::array<join_internal::TtlFilter*, kStoreFamilyCount> Filters() const;
   // options.expire_by_sweep: deletes up to budget[family] examined records
   // whose event time is below the family's cutoff and that the batch does
   // not write (in_batch), in the batch, and yields their tombstones.

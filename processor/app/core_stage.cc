@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -153,6 +154,35 @@ struct CoreStage::Task {
   // The store is being rebuilt from the changelog (no joiner yet; the
   // Processor holds its input back).
   bool restoring = false;
+  // In unjournaled_.
+  bool verdicts_unjournaled = false;
+};
+
+// Every output of the stage leaves through this. Once an output is handed
+// to the producer, librdkafka may send it from its own thread at any moment
+// (and at-least-once, or a broker without transactions, makes it visible at
+// once), so the flood verdicts it may depend on — a rejection, or a
+// commission of a click the rule let through — are journaled first: a crash
+// before the batch commits then replays them as they were seen, whatever
+// the replay's interleaving of partitions (docs/design.md §9.3).
+class CoreStage::VerdictsFirst final : public Outputs {
+ public:
+  VerdictsFirst(CoreStage& stage, Outputs& out) : stage_(stage), out_(out) {}
+  void Commission(const tally::Commission& commission) override {
+    if (stage_.JournalVerdicts()) out_.Commission(commission);
+  }
+  void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
+    if (stage_.JournalVerdicts()) out_.Reject(source, reason, detail);
+  }
+  void Unattributed(const UnattributedConversion& conversion) override {
+    if (stage_.JournalVerdicts()) out_.Unattributed(conversion);
+  }
+  // Nothing is produced for a retained event.
+  void Retained(const EventSource& source) override { out_.Retained(source); }
+
+ private:
+  CoreStage& stage_;
+  Outputs& out_;
 };
 
 CoreStage::CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers)
@@ -215,6 +245,17 @@ void CoreStage::CountPending() {
 
 void CoreStage::Remember(const absl::Status& status) {
   if (error_.ok() && !status.ok()) error_ = status;
+}
+
+bool CoreStage::JournalVerdicts() {
+  // A failed journal write fails the batch: the output is not produced (the
+  // batch is aborted and replayed, so accounting restarts with it).
+  for (Task* task : unjournaled_) {
+    Remember(task->store->WriteFloodJournal());
+    task->verdicts_unjournaled = false;
+  }
+  unjournaled_.clear();
+  return error_.ok();
 }
 
 absl::Status CoreStage::RebuildDeduplicator() {
@@ -293,12 +334,13 @@ bool CoreStage::AlreadyApplied(Task& task, const EventSource& source) {
   return next.has_value() && source.offset < *next;
 }
 
-void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& out) {
+void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& producer) {
   if (!error_.ok()) return;
   Task* task = TaskFor(source.partition);
   if (task == nullptr) return;
   task->touched = true;
   if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
+  VerdictsFirst out(*this, producer);
   SinkAdapter sink(out);
   const DedupKey key = ClickKey(click.click_id);
   absl::StatusOr<DedupOutcome> outcome = dedup_->Check(*dedup_batch_, key, click.event_time_ms);
@@ -335,6 +377,10 @@ void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& 
       flood.verdict = static_cast<uint8_t>(fraud_->CountFlood(click));
     }
     task->store->RecordFloodClick(flood);
+    if (!task->verdicts_unjournaled) {
+      task->verdicts_unjournaled = true;
+      unjournaled_.push_back(task);
+    }
     if (flood.verdict == static_cast<uint8_t>(FraudFilter::FloodVerdict::kRejected)) {
       fraud = RejectReason::kIpClickFlood;
     }
@@ -352,12 +398,13 @@ void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& 
 }
 
 void CoreStage::OnConversion(const Conversion& conversion, const EventSource& source,
-                             Outputs& out) {
+                             Outputs& producer) {
   if (!error_.ok()) return;
   Task* task = TaskFor(source.partition);
   if (task == nullptr) return;
   task->touched = true;
   if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
+  VerdictsFirst out(*this, producer);
   SinkAdapter sink(out);
   const DedupKey key = ConversionKey(conversion.offer_id, conversion.goal, conversion.conversion_id,
                                      conversion.status);
@@ -385,16 +432,17 @@ void CoreStage::OnConversion(const Conversion& conversion, const EventSource& so
   Remember(task->joiner->OnConversion(conversion, ToSourceRef(source), sink));
 }
 
-absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, Outputs& out) {
+absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, Outputs& producer) {
   if (!error_.ok()) return error_;
+  VerdictsFirst out(*this, producer);
   SinkAdapter sink(out);
   for (auto& [partition, task] : tasks_) {
     if (!task->touched) continue;
     if (absl::Status s = task->joiner->Advance(sink); !s.ok()) return s;
-    // Before the outputs are flushed: once a flood verdict may be on
-    // `rejected`, a replay must repeat it.
-    if (absl::Status s = task->store->WriteFloodJournal(); !s.ok()) return s;
   }
+  // And the verdicts no output depended on (yet), before the Processor
+  // flushes: a batch that got this far is committed or aborted whole.
+  JournalVerdicts();
   return error_;
 }
 
@@ -412,6 +460,8 @@ void CoreStage::AbortBatch() {
   changelog_written_.clear();
   prepared_.clear();
   changelog_ = nullptr;
+  for (Task* task : unjournaled_) task->verdicts_unjournaled = false;
+  unjournaled_.clear();
   for (auto& [partition, task] : tasks_) {
     if (!task->touched) continue;
     task->joiner->Abort();
@@ -837,6 +887,7 @@ void CoreStage::OnPartitionsRevoked(const std::vector<int32_t>& partitions) {
     if (it == tasks_.end()) continue;
     if (it->second->restoring && restorer_ != nullptr) restorer_->Cancel(p);
     it->second->joiner.reset();
+    std::erase(unjournaled_, it->second.get());
     tasks_.erase(it);
     // Committed state stays on disk: if the partition comes back, it
     // resumes where it stood.

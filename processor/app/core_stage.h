@@ -92,9 +92,11 @@ class CoreStage final : public PipelineStage {
   ~CoreStage() override;
 
   bool AlreadyCovered(const EventSource& source) override;
-  void OnClick(const Click& click, const EventSource& source, Outputs& out) override;
-  void OnConversion(const Conversion& conversion, const EventSource& source, Outputs& out) override;
-  absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& out) override;
+  // `producer` is reached only through VerdictsFirst (core_stage.cc).
+  void OnClick(const Click& click, const EventSource& source, Outputs& producer) override;
+  void OnConversion(const Conversion& conversion, const EventSource& source,
+                    Outputs& producer) override;
+  absl::Status EndBatch(const std::vector<Position>& next_offsets, Outputs& producer) override;
   absl::Status CommitBatch(const std::vector<Position>& next_offsets) override;
   void AbortBatch() override;
   void OnPartitionsAssigned(const std::vector<int32_t>& partitions) override;
@@ -116,6 +118,7 @@ class CoreStage final : public PipelineStage {
  private:
   struct Task;
   struct Metrics;
+  class VerdictsFirst;
   CoreStage(const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers);
   Task* TaskFor(int32_t partition);
   // Recreates the deduplicator over the committed keys of every open store.
@@ -129,6 +132,9 @@ class CoreStage final : public PipelineStage {
   // Recomputes the shared flood counters from the committed counts and the
   // verdict journals of every open task. Between batches only.
   absl::Status RebuildFloodCounts();
+  // Journals the flood verdicts recorded since the last call (VerdictsFirst
+  // calls it before every output). False if the journal could not be written.
+  bool JournalVerdicts();
   void PublishMetrics();
   void CountPending();
   // The task's store is complete: its joiner starts and the shared tables
@@ -153,6 +159,8 @@ class CoreStage final : public PipelineStage {
   std::unique_ptr<Deduplicator> dedup_;
   std::unique_ptr<DedupBatch> dedup_batch_;
   std::map<int32_t, std::unique_ptr<Task>> tasks_;
+  // Tasks with flood verdicts of the open batch not yet in their journal.
+  std::vector<Task*> unjournaled_;
   int32_t input_partitions_ = 1;
   absl::Status error_;
   bool dedup_stale_ = true;

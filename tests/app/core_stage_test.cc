@@ -22,13 +22,14 @@ class RecordingOutputs final : public Outputs {
  public:
   void Commission(const tally::Commission& c) override { commissions.push_back(c); }
   void Reject(const EventSource& source, RejectReason reason, std::string_view) override {
-    rejected.push_back({std::string(source.topic), source.offset, reason});
+    rejected.push_back({std::string(source.topic), source.partition, source.offset, reason});
   }
   void Unattributed(const UnattributedConversion& u) override { unattributed.push_back(u); }
   void Retained(const EventSource&) override { ++retained; }
 
   struct Rejection {
     std::string topic;
+    int32_t partition;
     int64_t offset;
     RejectReason reason;
   };
@@ -235,6 +236,45 @@ TEST_F(CoreStageTest, RevokedPartitionResumesFromItsCommittedState) {
   RunBatch(*stage, {}, {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kApproved)}, out,
            1, 0);
   ASSERT_EQ(out.commissions.size(), 1u);
+}
+
+// kill -9 after a flood rejection was handed to the producer and before the
+// batch ended: the rejection may be on `rejected` already, so the replay must
+// repeat that verdict even when it reads the partitions in another order.
+TEST_F(CoreStageTest, AFloodRejectionHandedOutBeforeACrashIsRepeatedByTheReplay) {
+  const Click a = MakeClick("a", kT0, "192.0.2.1");
+  const Click b = MakeClick("b", kT0 + 1, "192.0.2.1");
+  const Click c = MakeClick("c", kT0 + 2, "192.0.2.1");
+  const EventSource b_source{"clicks", 0, 1, "k", "v"};
+  const EventSource c_source{"clicks", 1, 0, "k", "v"};
+  {
+    auto stage = MakeStage();
+    RecordingOutputs out;
+    RunBatch(*stage, {a}, {}, out);  // the IP's first click, committed
+    // The next batch: b (second click, let through), then c on partition 1
+    // (third, rejected); the process dies before EndBatch.
+    stage->OnClick(b, b_source, out);
+    stage->OnClick(c, c_source, out);
+    ASSERT_EQ(out.rejected.size(), 1u);
+    EXPECT_EQ(out.rejected[0].partition, 1);
+    EXPECT_EQ(out.rejected[0].reason, RejectReason::kIpClickFlood);
+  }
+  auto stage = MakeStage();
+  RecordingOutputs replay;
+  // Counted afresh in this order, c would be the second click and b the third.
+  for (const auto& [click, source] : {std::pair{c, c_source}, std::pair{b, b_source}}) {
+    ASSERT_FALSE(stage->AlreadyCovered(source));
+    stage->OnClick(click, source, replay);
+  }
+  const std::vector<PipelineStage::Position> positions = {
+      {"clicks", 0, 2}, {"clicks", 1, 1}, {"conversions", 0, 0}, {"conversions", 1, 0}};
+  ASSERT_TRUE(stage->EndBatch(positions, replay).ok());
+  ASSERT_TRUE(stage->CommitBatch(positions).ok());
+  ASSERT_EQ(replay.rejected.size(), 1u);
+  EXPECT_EQ(replay.rejected[0].partition, 1);
+  EXPECT_EQ(replay.rejected[0].offset, 0);
+  EXPECT_EQ(replay.rejected[0].reason, RejectReason::kIpClickFlood);
+  EXPECT_EQ(replay.retained, 1);  // b
 }
 
 TEST_F(CoreStageTest, HorizonShorterThanAWindowIsRefused) {

@@ -94,7 +94,9 @@ std::vector<RestoreResult> Restorer::TakeFinished() {
 RestoreProgress Restorer::progress() const {
   std::lock_guard lock(mu_);
   RestoreProgress p;
-  p.restoring = static_cast<int>(queue_.size()) + (running_.has_value() ? 1 : 0);
+  // A standby round is not a restore (the test of that raced with it).
+  p.restoring =
+      static_cast<int>(queue_.size()) + (running_.has_value() && !running_standby_ ? 1 : 0);
   p.records_done = records_done_.load(std::memory_order_relaxed);
   p.records_remaining = p.restoring == 0 ? 0 : records_remaining_.load(std::memory_order_relaxed);
   return p;

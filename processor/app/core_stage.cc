@@ -7,6 +7,7 @@
 #include <set>
 #include <thread>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -158,24 +159,53 @@ struct CoreStage::Task {
   bool verdicts_unjournaled = false;
 };
 
+// An output held back by VerdictsFirst, with its own copy of what the
+// producer needs (an EventSource's views live only for the stage call).
+struct CoreStage::HeldOutput {
+  struct Rejection {
+    std::string topic;
+    int32_t partition = -1;
+    int64_t offset = -1;
+    std::string key;
+    std::string value;
+    RejectReason reason = RejectReason::kInvalidValue;
+    std::string detail;
+  };
+  std::variant<tally::Commission, Rejection, UnattributedConversion> output;
+};
+
 // Every output of the stage leaves through this. Once an output is handed
 // to the producer, librdkafka may send it from its own thread at any moment
 // (and at-least-once, or a broker without transactions, makes it visible at
 // once), so the flood verdicts it may depend on — a rejection, or a
-// commission of a click the rule let through — are journaled first: a crash
-// before the batch commits then replays them as they were seen, whatever
-// the replay's interleaving of partitions (docs/design.md §9.3).
+// commission of a click the rule let through — must be journaled first: a
+// crash before the batch commits then replays them as they were seen,
+// whatever the replay's interleaving of partitions (docs/design.md §9.3).
+// Journaling before each output cost one RocksDB write (a WAL append) per
+// output; instead, outputs that follow unjournaled verdicts are held, in
+// order, and released together after ONE journal write when
+// kMaxHeldOutputs have gathered or the batch ends.
 class CoreStage::VerdictsFirst final : public Outputs {
  public:
   VerdictsFirst(CoreStage& stage, Outputs& out) : stage_(stage), out_(out) {}
   void Commission(const tally::Commission& commission) override {
-    if (stage_.JournalVerdicts()) out_.Commission(commission);
+    if (!stage_.error_.ok()) return;
+    if (!stage_.HoldsOutputs()) return out_.Commission(commission);
+    stage_.Hold(HeldOutput{commission}, out_);
   }
   void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
-    if (stage_.JournalVerdicts()) out_.Reject(source, reason, detail);
+    if (!stage_.error_.ok()) return;
+    if (!stage_.HoldsOutputs()) return out_.Reject(source, reason, detail);
+    stage_.Hold(
+        HeldOutput{HeldOutput::Rejection{std::string(source.topic), source.partition, source.offset,
+                                         std::string(source.key), std::string(source.value), reason,
+                                         std::string(detail)}},
+        out_);
   }
   void Unattributed(const UnattributedConversion& conversion) override {
-    if (stage_.JournalVerdicts()) out_.Unattributed(conversion);
+    if (!stage_.error_.ok()) return;
+    if (!stage_.HoldsOutputs()) return out_.Unattributed(conversion);
+    stage_.Hold(HeldOutput{conversion}, out_);
   }
   // Nothing is produced for a retained event.
   void Retained(const EventSource& source) override { out_.Retained(source); }
@@ -256,6 +286,30 @@ bool CoreStage::JournalVerdicts() {
   }
   unjournaled_.clear();
   return error_.ok();
+}
+
+bool CoreStage::HoldsOutputs() const { return !held_.empty() || !unjournaled_.empty(); }
+
+void CoreStage::Hold(HeldOutput output, Outputs& producer) {
+  held_.push_back(std::move(output));
+  if (held_.size() >= kMaxHeldOutputs) ReleaseHeld(producer);
+}
+
+void CoreStage::ReleaseHeld(Outputs& producer) {
+  if (!JournalVerdicts()) {
+    held_.clear();  // the batch fails and is replayed
+    return;
+  }
+  struct Release {
+    Outputs& out;
+    void operator()(const tally::Commission& c) const { out.Commission(c); }
+    void operator()(const HeldOutput::Rejection& r) const {
+      out.Reject(EventSource{r.topic, r.partition, r.offset, r.key, r.value}, r.reason, r.detail);
+    }
+    void operator()(const UnattributedConversion& u) const { out.Unattributed(u); }
+  };
+  for (const HeldOutput& held : held_) std::visit(Release{producer}, held.output);
+  held_.clear();
 }
 
 absl::Status CoreStage::RebuildDeduplicator() {
@@ -440,9 +494,10 @@ absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, 
     if (!task->touched) continue;
     if (absl::Status s = task->joiner->Advance(sink); !s.ok()) return s;
   }
-  // And the verdicts no output depended on (yet), before the Processor
-  // flushes: a batch that got this far is committed or aborted whole.
-  JournalVerdicts();
+  // The held outputs, and the verdicts no output depended on (yet), before
+  // the Processor flushes: a batch that got this far is committed or
+  // aborted whole.
+  ReleaseHeld(producer);
   return error_;
 }
 
@@ -462,6 +517,7 @@ void CoreStage::AbortBatch() {
   changelog_ = nullptr;
   for (Task* task : unjournaled_) task->verdicts_unjournaled = false;
   unjournaled_.clear();
+  held_.clear();
   for (auto& [partition, task] : tasks_) {
     if (!task->touched) continue;
     task->joiner->Abort();

@@ -132,9 +132,17 @@ class CoreStage final : public PipelineStage {
   // Recomputes the shared flood counters from the committed counts and the
   // verdict journals of every open task. Between batches only.
   absl::Status RebuildFloodCounts();
-  // Journals the flood verdicts recorded since the last call (VerdictsFirst
-  // calls it before every output). False if the journal could not be written.
+  // Journals the flood verdicts recorded since the last call. False if the
+  // journal could not be written.
   bool JournalVerdicts();
+  // VerdictsFirst: an output now must wait for a journal write (verdicts are
+  // unjournaled, or outputs before it wait already).
+  bool HoldsOutputs() const;
+  struct HeldOutput;
+  void Hold(HeldOutput output, Outputs& producer);
+  // Journals the verdicts, then hands every held output to `producer` in
+  // order (drops them if the journal write failed: the batch fails).
+  void ReleaseHeld(Outputs& producer);
   void PublishMetrics();
   void CountPending();
   // The task's store is complete: its joiner starts and the shared tables
@@ -161,6 +169,10 @@ class CoreStage final : public PipelineStage {
   std::map<int32_t, std::unique_ptr<Task>> tasks_;
   // Tasks with flood verdicts of the open batch not yet in their journal.
   std::vector<Task*> unjournaled_;
+  // Outputs waiting for those verdicts to be journaled, in emission order;
+  // empty between batches.
+  static constexpr size_t kMaxHeldOutputs = 512;
+  std::vector<HeldOutput> held_;
   int32_t input_partitions_ = 1;
   absl::Status error_;
   bool dedup_stale_ = true;

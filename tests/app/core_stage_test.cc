@@ -252,10 +252,15 @@ TEST_F(CoreStageTest, AFloodRejectionHandedOutBeforeACrashIsRepeatedByTheReplay)
     RecordingOutputs out;
     RunBatch(*stage, {a}, {}, out);  // the IP's first click, committed
     // The next batch: b (second click, let through), then c on partition 1
-    // (third, rejected); the process dies before EndBatch.
+    // (third, rejected), then re-sends of b until the held outputs are
+    // released mid-batch; the process dies before EndBatch.
     stage->OnClick(b, b_source, out);
     stage->OnClick(c, c_source, out);
-    ASSERT_EQ(out.rejected.size(), 1u);
+    EXPECT_TRUE(out.rejected.empty()) << "held until the verdicts are journaled";
+    for (int64_t offset = 2; out.rejected.empty() && offset < 10'000; ++offset) {
+      stage->OnClick(b, EventSource{"clicks", 0, offset, "k", "v"}, out);
+    }
+    ASSERT_FALSE(out.rejected.empty());
     EXPECT_EQ(out.rejected[0].partition, 1);
     EXPECT_EQ(out.rejected[0].reason, RejectReason::kIpClickFlood);
   }
@@ -275,6 +280,28 @@ TEST_F(CoreStageTest, AFloodRejectionHandedOutBeforeACrashIsRepeatedByTheReplay)
   EXPECT_EQ(replay.rejected[0].offset, 0);
   EXPECT_EQ(replay.rejected[0].reason, RejectReason::kIpClickFlood);
   EXPECT_EQ(replay.retained, 1);  // b
+}
+
+// Outputs that follow a flood verdict wait for its journal write, and leave
+// in the order they were decided.
+TEST_F(CoreStageTest, OutputsAfterAFloodVerdictAreHeldAndReleasedInOrder) {
+  auto stage = MakeStage();
+  RecordingOutputs out;
+  const Click a = MakeClick("a", kT0, "192.0.2.9");
+  stage->OnClick(a, EventSource{"clicks", 0, 0, "k", "v"}, out);  // reaches the flood rule
+  for (int64_t offset = 1; offset <= 3; ++offset) {
+    stage->OnClick(a, EventSource{"clicks", 0, offset, "k", "v"}, out);  // duplicate_click
+  }
+  EXPECT_TRUE(out.rejected.empty());
+  const std::vector<PipelineStage::Position> positions = {
+      {"clicks", 0, 4}, {"clicks", 1, 0}, {"conversions", 0, 0}, {"conversions", 1, 0}};
+  ASSERT_TRUE(stage->EndBatch(positions, out).ok());
+  ASSERT_EQ(out.rejected.size(), 3u);
+  for (size_t i = 0; i < out.rejected.size(); ++i) {
+    EXPECT_EQ(out.rejected[i].offset, static_cast<int64_t>(i) + 1);
+    EXPECT_EQ(out.rejected[i].reason, RejectReason::kDuplicateClick);
+  }
+  ASSERT_TRUE(stage->CommitBatch(positions).ok());
 }
 
 TEST_F(CoreStageTest, HorizonShorterThanAWindowIsRefused) {

@@ -117,6 +117,18 @@ struct CoreStage::Metrics {
                         .Help("Changelog records the standby replicas have not applied yet")
                         .Register(r)
                         .Add({})),
+        late_clicks(prometheus::BuildCounter()
+                        .Name("tally_late_clicks_total")
+                        .Help("Accepted clicks that arrived behind their partition's click "
+                              "watermark (later than processing.max_click_lateness)")
+                        .Register(r)
+                        .Add({})),
+        late_conversions(prometheus::BuildCounter()
+                             .Name("tally_late_conversions_total")
+                             .Help("Conversions more than processing.max_conversion_lateness "
+                                   "behind the newest conversion of their partition")
+                             .Register(r)
+                             .Add({})),
         reload_ok(fraud_reloads.Add({{"result", "ok"}})),
         reload_failed(fraud_reloads.Add({{"result", "failed"}})) {}
 
@@ -136,9 +148,11 @@ struct CoreStage::Metrics {
   prometheus::Counter& restored_records;
   prometheus::Gauge& restore_remaining;
   prometheus::Gauge& standby_lag;
+  prometheus::Counter& late_clicks;
+  prometheus::Counter& late_conversions;
   prometheus::Counter& reload_ok;
   prometheus::Counter& reload_failed;
-  uint64_t last_state_gaps = 0, last_restored = 0;
+  uint64_t last_state_gaps = 0, last_restored = 0, last_late_clicks = 0, last_late_conversions = 0;
   uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0,
            last_reloads = 0, last_reload_failures = 0;
 };
@@ -146,6 +160,9 @@ struct CoreStage::Metrics {
 struct CoreStage::Task {
   TaskStore* store = nullptr;
   std::unique_ptr<Joiner> joiner;
+  // The joiner's committed late counts already added to counters_.
+  uint64_t late_clicks_counted = 0;
+  uint64_t late_conversions_counted = 0;
   // Changed since the last CommitBatch.
   bool touched = false;
   // The first event of each input after opening was compared with the
@@ -269,6 +286,13 @@ void CoreStage::CountPending() {
     // A restoring store belongs to the restorer's thread.
     if (task->restoring) continue;
     pending += static_cast<uint64_t>(task->store->pending_count());
+    if (task->joiner == nullptr) continue;
+    // Called after a commit: the joiner's counters are its committed ones.
+    const JoinCounters& j = task->joiner->counters();
+    counters_.late_clicks += j.late_clicks - task->late_clicks_counted;
+    counters_.late_conversions += j.late_conversions - task->late_conversions_counted;
+    task->late_clicks_counted = j.late_clicks;
+    task->late_conversions_counted = j.late_conversions;
   }
   counters_.pending = pending;
 }
@@ -701,6 +725,8 @@ void CoreStage::PublishMetrics() {
   m.cache_bytes.Set(static_cast<double>(stores_->cache_usage_bytes()));
   Metrics::Advance(m.replayed, counters_.replayed_skipped, &m.last_replayed);
   Metrics::Advance(m.state_gaps, counters_.state_gaps, &m.last_state_gaps);
+  Metrics::Advance(m.late_clicks, counters_.late_clicks, &m.last_late_clicks);
+  Metrics::Advance(m.late_conversions, counters_.late_conversions, &m.last_late_conversions);
   const DedupCounters& d = dedup_->counters();
   // The deduplicator is rebuilt on assignment changes (its counters restart
   // at zero): Advance ignores a decrease and resumes from the new value.

@@ -77,6 +77,9 @@ struct CoreStageCounters {
   // Conversions waiting in the state of the partitions owned at the last
   // commit (kept across the final revocation, for the exit summary).
   uint64_t pending = 0;
+  // Late clicks and conversions of committed batches (JoinCounters).
+  uint64_t late_clicks = 0;
+  uint64_t late_conversions = 0;
 };
 
 class CoreStage final : public PipelineStage {

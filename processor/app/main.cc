@@ -103,8 +103,10 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   // threads' cores (the pipeline is idle until they are done).
   o.state.parallelism = config.processing.worker_threads;
   // A click must outlive every window it can earn in, plus the time a
-  // conversion may wait for it.
+  // conversion may wait for it, behind the conversions still to be decided.
   o.state.click_retention_ms = offers.max_attribution_window_ms() + grace_ms;
+  o.state.conversion_lateness_ms =
+      absl::ToInt64Milliseconds(config.processing.max_conversion_lateness);
   o.dedup.table_slots = config.dedup.table_slots;
   o.dedup.horizon_ms = horizon_ms;
   o.state.dedup_retention_ms = horizon_ms + o.dedup.repeat_skew_ms;
@@ -123,6 +125,9 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
                     ? AttributionMode::kUserId
                     : AttributionMode::kClickId;
   o.join.pending_grace_ms = grace_ms;
+  o.join.max_click_lateness_ms = absl::ToInt64Milliseconds(config.processing.max_click_lateness);
+  o.join.max_conversion_lateness_ms = o.state.conversion_lateness_ms;
+  o.join.click_retention_ms = o.state.click_retention_ms;
   o.max_pending_conversions = config.processing.max_pending_conversions;
   o.changelog_topic = ChangelogTopicOf(config);
   o.num_standbys = static_cast<int>(config.processing.num_standbys);
@@ -302,6 +307,8 @@ int Main(int argc, char** argv) {
   const CoreStageCounters core_counters = (*stage)->counters();
   summary.pending = core_counters.pending;
   summary.replayed_skipped = core_counters.replayed_skipped;
+  summary.late_clicks = core_counters.late_clicks;
+  summary.late_conversions = core_counters.late_conversions;
   std::cout << summary.ToJson() << std::endl;
   PrintHumanSummary(summary);
   if (!status.ok()) {

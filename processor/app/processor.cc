@@ -216,7 +216,8 @@ std::string ProcessorSummary::ToJson() const {
       ",\"rejected\":", rejected, ",\"rejected_by_reason\":{", absl::StrJoin(reasons, ","),
       "},\"retained\":", retained, ",\"commissions_out\":", commissions_out,
       ",\"unattributed_out\":", unattributed_out, ",\"pending\":", pending,
-      ",\"replayed_skipped\":", replayed_skipped, ",\"batches\":", batches,
+      ",\"replayed_skipped\":", replayed_skipped, ",\"late_clicks\":", late_clicks,
+      ",\"late_conversions\":", late_conversions, ",\"batches\":", batches,
       ",\"batch_replays\":", batch_replays, ",\"transactions\":", transactions,
       ",\"transaction_aborts\":", transaction_aborts,
       ",\"state_commit_seconds\":", state_commit_seconds, ",\"busy_seconds\":", busy_seconds, "}");

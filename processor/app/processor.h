@@ -112,6 +112,10 @@ struct ProcessorSummary {
   // for a late click, and replayed events the state already covered.
   uint64_t pending = 0;
   uint64_t replayed_skipped = 0;
+  // Clicks behind the watermark and conversions beyond their lateness bound
+  // (README, Semantics), committed batches only.
+  uint64_t late_clicks = 0;
+  uint64_t late_conversions = 0;
   uint64_t batches = 0;
   uint64_t batch_replays = 0;  // batches aborted and consumed again
   // Wall time spent making task state durable (CommitBatch, fsync

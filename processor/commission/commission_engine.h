@@ -10,6 +10,7 @@
 #define TALLY_PROCESSOR_COMMISSION_COMMISSION_ENGINE_H_
 
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <string>
 #include <string_view>
@@ -28,6 +29,10 @@ struct ClickRecord {
   std::string offer_id;
   std::string user_id;
   std::vector<std::string> sub_ids;
+  // The joiner's: its partition's click watermark when the click arrived
+  // (before the click itself moved it), which decides the conversions it is
+  // visible to (docs/design.md §6); min(): visible to every conversion.
+  TimestampMs arrival_watermark_ms = std::numeric_limits<TimestampMs>::min();
 
   friend bool operator==(const ClickRecord&, const ClickRecord&) = default;
 };

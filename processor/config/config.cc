@@ -181,6 +181,8 @@ const std::vector<KeySpec>& KeySpecs() {
           "processing.attribution_key", FIELD(processing.attribution_key),
           {{"click_id", AttributionKey::kClickId}, {"user_id", AttributionKey::kUserId}}),
       DurationKey("processing.pending_grace", FIELD(processing.pending_grace)),
+      DurationKey("processing.max_click_lateness", FIELD(processing.max_click_lateness)),
+      DurationKey("processing.max_conversion_lateness", FIELD(processing.max_conversion_lateness)),
       IntegerKey("processing.max_pending_conversions", FIELD(processing.max_pending_conversions)),
       IntegerKey("processing.worker_threads", FIELD(processing.worker_threads)),
       DurationKey("processing.stop_when_idle", FIELD(processing.stop_when_idle)),
@@ -710,6 +712,10 @@ absl::Status ValidateConfig(const TallyConfig& c) {
                                 absl::Milliseconds(1), absl::Minutes(1)));
   RETURN_IF_ERROR(CheckDuration("processing.pending_grace", p.pending_grace, absl::ZeroDuration(),
                                 absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(CheckDuration("processing.max_click_lateness", p.max_click_lateness,
+                                absl::ZeroDuration(), absl::Hours(24)));
+  RETURN_IF_ERROR(CheckDuration("processing.max_conversion_lateness", p.max_conversion_lateness,
+                                absl::ZeroDuration(), absl::Hours(24 * 365)));
   RETURN_IF_ERROR(CheckRange("processing.max_pending_conversions", p.max_pending_conversions, 1,
                              1'000'000'000));
   RETURN_IF_ERROR(CheckRange("processing.worker_threads", p.worker_threads, 1, 256));

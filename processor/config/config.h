@@ -90,6 +90,14 @@ struct ProcessingOptions {
   absl::Duration batch_max_time = absl::Milliseconds(100);
   AttributionKey attribution_key = AttributionKey::kClickId;
   absl::Duration pending_grace = absl::Minutes(10);
+  // How far out of event-time order a partition's clicks may arrive and
+  // change nothing (README, Semantics); the click watermark is the
+  // partition's max click time minus this.
+  absl::Duration max_click_lateness = absl::Seconds(30);
+  // How far behind its partition's newest conversion a conversion may
+  // arrive and still find every click it could credit (click retention
+  // follows the conversions input less this).
+  absl::Duration max_conversion_lateness = absl::Hours(24);
   int64_t max_pending_conversions = 1'000'000;
   int worker_threads = 2;
   // Zero: run until signalled. Positive: exit cleanly once every assigned

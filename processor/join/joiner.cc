@@ -31,6 +31,16 @@ SourceRef Ref(const StoredSource& s) {
   return SourceRef{s.topic, s.partition, s.offset, s.key, s.value};
 }
 
+// t + delta, clamped to the representable range (event times are validated,
+// durations are not bounded by them).
+TimestampMs SaturatingAdd(TimestampMs t, int64_t delta) {
+  constexpr TimestampMs kMin = std::numeric_limits<TimestampMs>::min();
+  constexpr TimestampMs kMax = std::numeric_limits<TimestampMs>::max();
+  if (delta > 0 && t > kMax - delta) return kMax;
+  if (delta < 0 && t < kMin - delta) return kMin;
+  return t + delta;
+}
+
 ClickRecord RecordOf(const Click& click) {
   return ClickRecord{click.click_id, click.event_time_ms, click.affiliate_id,
                      click.offer_id, click.user_id,       click.sub_ids};
@@ -53,96 +63,86 @@ std::string Joiner::PendingPrefixOf(const Conversion& conversion) const {
 
 absl::Status Joiner::OnClick(const Click& click, const SourceRef& source, JoinSink& sink) {
   ++counters_.clicks;
-  const TimestampMs before = store_->click_watermark();
+  const TimestampMs before = Watermark();
+  if (before != kNoWatermark && click.event_time_ms < before) ++counters_.late_clicks;
+  ClickRecord record = RecordOf(click);
+  record.arrival_watermark_ms = before;
   store_->AdvanceClickWatermark(click.event_time_ms);
-  TALLY_RETURN_IF_ERROR(store_->PutClick(RecordOf(click)));
+  TALLY_RETURN_IF_ERROR(store_->PutClick(record));
   sink.Retained(source);
 
-  // The conversions that named this click (click_id mode) or this user on
-  // this offer (user_id mode) and found no candidate so far.
-  std::string prefix =
-      options_.mode == AttributionMode::kClickId
-          ? codec::PendingClickPrefix(click.click_id)
-          : (click.user_id.empty() ? std::string()
-                                   : codec::PendingUserPrefix(click.user_id, click.offer_id));
-  if (prefix.empty()) return ResolvePassed(before, sink);
-  absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> waiting =
-      store_->PendingWithPrefix(prefix);
-  if (!waiting.ok()) return waiting.status();
-  for (auto& [key, pending] : *waiting) {
-    // user_id mode: not before the clicks input has passed the conversion
-    // (see OnConversion); Advance takes it from there.
-    if (options_.mode == AttributionMode::kUserId &&
-        !ClicksPassed(pending.conversion.event_time_ms)) {
-      continue;
+  // click_id mode: the conversions that named this click were waiting for
+  // exactly it. (user_id mode decides when the watermark passes, below: a
+  // click that arrives once a conversion's time is passed is not one of its
+  // first candidates anyway.)
+  if (options_.mode == AttributionMode::kClickId) {
+    absl::StatusOr<std::vector<std::pair<std::string, PendingConversion>>> waiting =
+        store_->PendingWithPrefix(codec::PendingClickPrefix(click.click_id));
+    if (!waiting.ok()) return waiting.status();
+    for (const auto& [key, pending] : *waiting) {
+      TALLY_RETURN_IF_ERROR(
+          TryResolvePending(TaskStore::PendingRef{pending.conversion.event_time_ms, key}, sink));
     }
-    absl::StatusOr<Evaluation> evaluation = Evaluate(pending.conversion);
-    if (!evaluation.ok()) return evaluation.status();
-    if (evaluation->kind == Evaluation::Kind::kNoCandidates) {
-      // user_id mode: this click does not fit (after the conversion, outside
-      // its window), but another click of the user still may: keep waiting.
-      if (options_.mode == AttributionMode::kUserId) continue;
-      // click_id mode: the one click the conversion names has arrived and
-      // does not fit (click ids are unique after dedup): nothing can change.
-      evaluation = UnattributedWhy(pending.conversion, "");
-      if (!evaluation.ok()) return evaluation.status();
-    }
-    TALLY_RETURN_IF_ERROR(store_->DeletePending(key, pending.conversion.event_time_ms));
-    TALLY_RETURN_IF_ERROR(Resolve(pending.conversion, Ref(pending.source), pending.queued,
-                                  *evaluation, Phase::kFromPending, sink));
   }
-  // Last: this click is visible to the conversions whose grace it ends.
   return ResolvePassed(before, sink);
 }
 
 absl::Status Joiner::ObserveClickTime(TimestampMs event_time_ms, JoinSink& sink) {
-  const TimestampMs before = store_->click_watermark();
+  const TimestampMs before = Watermark();
   store_->AdvanceClickWatermark(event_time_ms);
   return ResolvePassed(before, sink);
 }
 
-absl::Status Joiner::ResolvePassed(TimestampMs before, JoinSink& sink) {
-  const TimestampMs now = store_->click_watermark();
-  if (now == before || now == kNoWatermark) return absl::OkStatus();
-  if (options_.mode == AttributionMode::kUserId) {
-    // The conversions with before <= ts < now have just been passed by the
-    // clicks input: all their candidates are here, and none has expired
-    // (a candidate is at most `window` older than the conversion and clicks
-    // are kept window + grace behind the watermark).
-    absl::StatusOr<std::vector<TaskStore::PendingRef>> passed = store_->PendingBefore(now);
-    if (!passed.ok()) return passed.status();
-    for (const TaskStore::PendingRef& ref : *passed) {
-      if (before != kNoWatermark && ref.event_time_ms < before) continue;
-      TALLY_RETURN_IF_ERROR(ResolveIfCandidates(ref, sink));
-    }
-  }
-  // Grace over (now > conv.ts + grace): given up right here, at the click
-  // that ends it, not at batch end, so that a later click in the same batch
-  // cannot change the outcome: results do not depend on batch boundaries.
-  return ExpireBefore(now, sink);
+TimestampMs Joiner::Watermark() const {
+  const TimestampMs max_click = store_->click_watermark();
+  if (max_click == kNoWatermark) return kNoWatermark;
+  return SaturatingAdd(max_click, -options_.max_click_lateness_ms);
 }
 
-absl::Status Joiner::ExpireBefore(TimestampMs click_wm, JoinSink& sink) {
-  absl::StatusOr<std::vector<TaskStore::PendingRef>> expired =
-      store_->PendingBefore(click_wm - options_.pending_grace_ms);
-  if (!expired.ok()) return expired.status();
-  for (const TaskStore::PendingRef& ref : *expired) {
-    TALLY_RETURN_IF_ERROR(ExpirePending(ref, "", sink));
+bool Joiner::Passed(TimestampMs t) const {
+  const TimestampMs watermark = Watermark();
+  return watermark != kNoWatermark && watermark > t;
+}
+
+absl::Status Joiner::ResolvePassed(TimestampMs before, JoinSink& sink) {
+  const TimestampMs now = Watermark();
+  if (now == before || now == kNoWatermark) return absl::OkStatus();
+  if (options_.mode == AttributionMode::kUserId) {
+    // Conversions with before <= ts < now: their first candidates are all
+    // here now (any click up to ts arrives before the watermark passes ts,
+    // unless it is later than max_click_lateness).
+    const TimestampMs from = before == kNoWatermark ? kNoWatermark : before;
+    for (const TaskStore::PendingRef& ref : store_->PendingBetween(from, now)) {
+      TALLY_RETURN_IF_ERROR(TryResolvePending(ref, sink));
+    }
+  }
+  // Grace over (ts + grace < now): every one of them is decided here, at the
+  // click that ends it; deciding later would give the same outcome (the
+  // arrival rule), but not in bounded time.
+  return DecidePassedGrace(now, sink);
+}
+
+absl::Status Joiner::DecidePassedGrace(TimestampMs watermark, JoinSink& sink) {
+  absl::StatusOr<std::vector<TaskStore::PendingRef>> passed =
+      store_->PendingBefore(SaturatingAdd(watermark, -options_.pending_grace_ms));
+  if (!passed.ok()) return passed.status();
+  for (const TaskStore::PendingRef& ref : *passed) {
+    TALLY_RETURN_IF_ERROR(TryResolvePending(ref, sink));
   }
   return absl::OkStatus();
 }
 
-absl::Status Joiner::ResolveIfCandidates(const TaskStore::PendingRef& ref, JoinSink& sink) {
+absl::Status Joiner::TryResolvePending(const TaskStore::PendingRef& ref, JoinSink& sink) {
   absl::StatusOr<std::optional<PendingConversion>> pending = store_->GetPending(ref.key);
   if (!pending.ok()) return pending.status();
   if (!pending->has_value()) {
-    return absl::DataLossError("state store: pending_by_time names a missing pending record");
+    return absl::DataLossError("state store: pending index names a missing pending record");
   }
-  absl::StatusOr<Evaluation> evaluation = Evaluate((*pending)->conversion);
-  if (!evaluation.ok()) return evaluation.status();
-  if (evaluation->kind == Evaluation::Kind::kNoCandidates) return absl::OkStatus();
+  absl::StatusOr<std::optional<Evaluation>> decision = Decide((*pending)->conversion);
+  if (!decision.ok()) return decision.status();
+  if (!decision->has_value()) return absl::OkStatus();  // still waiting
   TALLY_RETURN_IF_ERROR(store_->DeletePending(ref.key, ref.event_time_ms));
-  return Resolve((*pending)->conversion, Ref((*pending)->source), (*pending)->queued, *evaluation,
+  return Resolve((*pending)->conversion, Ref((*pending)->source), (*pending)->queued, **decision,
                  Phase::kFromPending, sink);
 }
 
@@ -153,6 +153,11 @@ absl::Status Joiner::RecordDedupKey(const DedupKey& key, TimestampMs event_time_
 absl::Status Joiner::OnConversion(const Conversion& conversion, const SourceRef& source,
                                   JoinSink& sink) {
   ++counters_.conversions;
+  const TimestampMs newest = store_->conversion_watermark();
+  if (newest != kNoWatermark &&
+      conversion.event_time_ms < SaturatingAdd(newest, -options_.max_conversion_lateness_ms)) {
+    ++counters_.late_conversions;
+  }
   store_->AdvanceConversionWatermark(conversion.event_time_ms);
   const ConversionIdentity identity = ConversionIdentity::Of(conversion);
   absl::StatusOr<std::optional<LedgerEntry>> entry = store_->GetLedger(identity);
@@ -167,103 +172,120 @@ absl::Status Joiner::OnConversion(const Conversion& conversion, const SourceRef&
                 "a status change for an unknown conversion");
     return absl::OkStatus();
   }
-
-  const std::string prefix = PendingPrefixOf(conversion);
-  if (options_.mode == AttributionMode::kUserId && !prefix.empty() &&
-      !ClicksPassed(conversion.event_time_ms)) {
-    // Multi-touch credits EVERY click of the user up to the conversion, and
-    // the conversions input often runs ahead of the clicks input: evaluating
-    // now would credit whichever clicks happen to be here, so the result
-    // would depend on consumption speed. Wait until the clicks input is past
-    // the conversion's time (clicks of a partition arrive in event-time
-    // order), then evaluate (Advance). Offers without terms decide now.
-    if (offers_->Find(conversion.offer_id) != nullptr) {
-      return AddPending(conversion, source, prefix, sink);
-    }
+  absl::StatusOr<std::optional<Evaluation>> decision = Decide(conversion);
+  if (!decision.ok()) return decision.status();
+  if (decision->has_value()) {
+    return Resolve(conversion, source, {}, **decision, Phase::kNow, sink);
   }
-  absl::StatusOr<Evaluation> evaluation = Evaluate(conversion);
-  if (!evaluation.ok()) return evaluation.status();
-  if (evaluation->kind != Evaluation::Kind::kNoCandidates) {
-    return Resolve(conversion, source, {}, *evaluation, Phase::kNow, sink);
-  }
-  const TimestampMs click_wm = store_->click_watermark();
-  // Waiting is pointless when no click can ever match (the mode's field is
-  // missing) or when the grace has already passed: the clicks input is
-  // beyond conv.ts + grace, which is exactly when Advance would give up.
-  // Deciding now also keeps the outcome independent of batch boundaries.
-  const bool grace_passed =
-      click_wm != kNoWatermark && click_wm - options_.pending_grace_ms > conversion.event_time_ms;
-  bool can_wait = !prefix.empty() && !grace_passed;
-  if (can_wait && options_.mode == AttributionMode::kClickId) {
-    // The named click is already here and does not fit (other offer,
-    // outside the window): click ids are unique after dedup, so no later
-    // click can change that. Only an absent click is worth waiting for.
-    absl::StatusOr<std::optional<ClickRecord>> click = store_->GetClick(conversion.click_id);
-    if (!click.ok()) return click.status();
-    can_wait = !click->has_value();
-  }
-  if (!can_wait) {
-    absl::StatusOr<Evaluation> why = UnattributedWhy(conversion, "");
-    if (!why.ok()) return why.status();
-    return Resolve(conversion, source, {}, *why, Phase::kNow, sink);
-  }
-  return AddPending(conversion, source, prefix, sink);
+  return AddPending(conversion, source, PendingPrefixOf(conversion), sink);
 }
 
-absl::StatusOr<Joiner::Evaluation> Joiner::Evaluate(const Conversion& conversion) {
-  Evaluation result;
+// The one rule that decides a conversion (docs/design.md §6). It reads only
+// what the clicks input has shown up to fixed points of its own progress —
+// the clicks that ARRIVED before the watermark passed conv.ts (first
+// candidates) or conv.ts + grace (everything else), by each click's stored
+// arrival watermark — so it gives the same answer whenever it is asked,
+// however the two topics and the batches interleave; nullopt means "not
+// yet", and it is asked again when the watermark passes those points (or,
+// in click_id mode, when the named click arrives).
+absl::StatusOr<std::optional<Joiner::Evaluation>> Joiner::Decide(const Conversion& conversion) {
   const OfferTerms* terms = offers_->Find(conversion.offer_id);
   if (terms == nullptr) {
     // Without terms there is no window and no payout: nothing to attribute
     // and nothing that a later click could change. Rejected (and recorded,
     // so its status changes follow) rather than unattributed, because the
     // fix is in the offers file, not in the traffic.
+    Evaluation result;
     result.kind = Evaluation::Kind::kRejected;
     result.reject_reason = RejectReason::kInvalidValue;
     result.detail = absl::StrCat("offer '", AV(conversion.offer_id), "' has no configured terms");
     return result;
   }
+  const TimestampMs ts = conversion.event_time_ms;
+  const TimestampMs grace_end = SaturatingAdd(ts, options_.pending_grace_ms);
   const int64_t window = terms->attribution_window_ms;
-  std::vector<ClickRecord> candidates;
+  auto in_window = [&](const ClickRecord& click) {
+    const int64_t delta = ts - click.event_time_ms;
+    return delta >= 0 && delta <= window;
+  };
   if (options_.mode == AttributionMode::kClickId) {
-    if (!conversion.click_id.empty()) {
-      absl::StatusOr<std::optional<ClickRecord>> click = store_->GetClick(conversion.click_id);
-      if (!click.ok()) return click.status();
-      if (click->has_value() && (*click)->offer_id == conversion.offer_id) {
-        const int64_t delta = conversion.event_time_ms - (*click)->event_time_ms;
-        if (delta >= 0 && delta <= window) candidates.push_back(**std::move(click));
-      }
+    if (conversion.click_id.empty()) return Why(conversion, "");
+    absl::StatusOr<std::optional<ClickRecord>> click = VisibleClick(conversion);
+    if (!click.ok()) return click.status();
+    if (!click->has_value()) {
+      if (!Passed(grace_end)) return std::nullopt;  // it may still arrive
+      return Why(conversion, "");
     }
-  } else if (!conversion.user_id.empty()) {
-    absl::StatusOr<std::vector<ClickRecord>> clicks =
-        store_->UserClicks(conversion.user_id, conversion.offer_id,
-                           conversion.event_time_ms - window, conversion.event_time_ms);
-    if (!clicks.ok()) return clicks.status();
-    candidates = *std::move(clicks);
+    // Click ids are unique after dedup: the named click decides alone.
+    if ((*click)->offer_id != conversion.offer_id || !in_window(**click)) {
+      return Why(conversion, "");
+    }
+    return EvaluateCandidates(*terms, conversion, {**std::move(click)});
   }
-  if (candidates.empty()) return result;  // kNoCandidates
 
+  if (conversion.user_id.empty()) return Why(conversion, "");
+  if (!Passed(ts)) return std::nullopt;
+  absl::StatusOr<std::vector<ClickRecord>> clicks =
+      store_->UserClicks(conversion.user_id, conversion.offer_id, SaturatingAdd(ts, -window), ts);
+  if (!clicks.ok()) return clicks.status();
+  // Multi-touch credits every click up to the conversion: its candidates
+  // are the in-window clicks that arrived before the watermark passed it.
+  std::vector<ClickRecord> candidates;
+  for (const ClickRecord& click : *clicks) {
+    if (click.arrival_watermark_ms <= ts && in_window(click)) candidates.push_back(click);
+  }
+  if (!candidates.empty()) return EvaluateCandidates(*terms, conversion, std::move(candidates));
+  // None: the clicks later than the lateness bound that arrive until the
+  // grace ends count, together.
+  if (!Passed(grace_end)) return std::nullopt;
+  for (const ClickRecord& click : *clicks) {
+    if (click.arrival_watermark_ms <= grace_end && in_window(click)) candidates.push_back(click);
+  }
+  if (!candidates.empty()) return EvaluateCandidates(*terms, conversion, std::move(candidates));
+  return Why(conversion, "");
+}
+
+absl::StatusOr<std::optional<ClickRecord>> Joiner::VisibleClick(const Conversion& conversion) {
+  absl::StatusOr<std::optional<ClickRecord>> click = store_->GetClick(conversion.click_id);
+  if (!click.ok() || !click->has_value()) return click;
+  if (!Visible(**click, conversion)) return std::nullopt;
+  return click;
+}
+
+bool Joiner::Visible(const ClickRecord& click, const Conversion& conversion) const {
+  // Arrived before the watermark passed the conversion's grace, and not so
+  // old that retention may already have dropped it (click_retention_ms
+  // behind the conversion is what the store keeps for it).
+  return click.arrival_watermark_ms <=
+             SaturatingAdd(conversion.event_time_ms, options_.pending_grace_ms) &&
+         click.event_time_ms >=
+             SaturatingAdd(conversion.event_time_ms, -options_.click_retention_ms);
+}
+
+Joiner::Evaluation Joiner::EvaluateCandidates(const OfferTerms& terms, const Conversion& conversion,
+                                              std::vector<ClickRecord> candidates) {
+  Evaluation result;
   const TimestampMs latest = std::max_element(candidates.begin(), candidates.end(),
                                               [](const ClickRecord& a, const ClickRecord& b) {
                                                 return a.event_time_ms < b.event_time_ms;
                                               })
                                  ->event_time_ms;
   const int64_t ctit = conversion.event_time_ms - latest;
-  if (terms->ctit_min_ms > 0 && ctit < terms->ctit_min_ms) {
+  if (terms.ctit_min_ms > 0 && ctit < terms.ctit_min_ms) {
     result.kind = Evaluation::Kind::kRejected;
     result.reject_reason = RejectReason::kCtitTooShort;
     result.detail = absl::StrFormat("click-to-conversion time %d ms is below the minimum %d ms",
-                                    ctit, terms->ctit_min_ms);
+                                    ctit, terms.ctit_min_ms);
     return result;
   }
-  if (terms->ctit_max_ms > 0 && ctit > terms->ctit_max_ms) {
+  if (terms.ctit_max_ms > 0 && ctit > terms.ctit_max_ms) {
     result.kind = Evaluation::Kind::kRejected;
     result.reject_reason = RejectReason::kCtitTooLong;
     result.detail = absl::StrFormat("click-to-conversion time %d ms is above the maximum %d ms",
-                                    ctit, terms->ctit_max_ms);
+                                    ctit, terms.ctit_max_ms);
     return result;
   }
-  result.commissions = Attribute(*terms, conversion, candidates);
+  result.commissions = Attribute(terms, conversion, candidates);
   if (result.commissions.empty()) {
     // The engine credits every click of weight > 0 and every model gives
     // at least one click a positive weight; kept as a safe landing.
@@ -276,8 +298,8 @@ absl::StatusOr<Joiner::Evaluation> Joiner::Evaluate(const Conversion& conversion
   return result;
 }
 
-absl::StatusOr<Joiner::Evaluation> Joiner::UnattributedWhy(const Conversion& conversion,
-                                                           std::string_view extra_detail) {
+absl::StatusOr<Joiner::Evaluation> Joiner::Why(const Conversion& conversion,
+                                               std::string_view extra_detail) {
   Evaluation result;
   result.kind = Evaluation::Kind::kUnattributed;
   std::string why;
@@ -286,7 +308,7 @@ absl::StatusOr<Joiner::Evaluation> Joiner::UnattributedWhy(const Conversion& con
     if (conversion.click_id.empty()) {
       why = "conversion has no click_id";
     } else {
-      absl::StatusOr<std::optional<ClickRecord>> click = store_->GetClick(conversion.click_id);
+      absl::StatusOr<std::optional<ClickRecord>> click = VisibleClick(conversion);
       if (!click.ok()) return click.status();
       if (!click->has_value()) {
         why = absl::StrCat("click '", AV(conversion.click_id), "' not found");
@@ -310,9 +332,15 @@ absl::StatusOr<Joiner::Evaluation> Joiner::UnattributedWhy(const Conversion& con
     if (conversion.user_id.empty()) {
       why = "conversion has no user_id";
     } else {
-      absl::StatusOr<bool> has = store_->HasUserClicks(conversion.user_id, conversion.offer_id);
-      if (!has.ok()) return has.status();
-      if (*has) {
+      absl::StatusOr<std::vector<ClickRecord>> clicks =
+          store_->UserClicks(conversion.user_id, conversion.offer_id,
+                             SaturatingAdd(conversion.event_time_ms, -options_.click_retention_ms),
+                             std::numeric_limits<TimestampMs>::max());
+      if (!clicks.ok()) return clicks.status();
+      const bool any = std::any_of(clicks->begin(), clicks->end(), [&](const ClickRecord& click) {
+        return Visible(click, conversion);
+      });
+      if (any) {
         result.unattributed_reason = UnattributedReason::kOutsideWindow;
         why = "no click of the user on the offer inside the window";
       } else {
@@ -358,7 +386,6 @@ absl::Status Joiner::Resolve(const Conversion& conversion, const SourceRef& sour
       }
       break;
     case Evaluation::Kind::kUnattributed:
-    case Evaluation::Kind::kNoCandidates:  // callers pass UnattributedWhy's result
       entry.outcome = LedgerOutcome::kUnattributed;
       entry.unattributed_reason = evaluation.unattributed_reason;
       entry.detail = evaluation.detail;
@@ -387,7 +414,7 @@ absl::Status Joiner::AddPending(const Conversion& conversion, const SourceRef& s
     ++counters_.pending_capacity_resolutions;
     if (!oldest->has_value() || (*oldest)->event_time_ms > conversion.event_time_ms) {
       // The newcomer is the oldest of all: it is the one given up.
-      absl::StatusOr<Evaluation> why = UnattributedWhy(conversion, kCapacity);
+      absl::StatusOr<Evaluation> why = Why(conversion, kCapacity);
       if (!why.ok()) return why.status();
       return Resolve(conversion, source, {}, *why, Phase::kNow, sink);
     }
@@ -416,7 +443,7 @@ absl::Status Joiner::ExpirePending(const TaskStore::PendingRef& ref, std::string
     return absl::DataLossError("state store: pending_by_time names a missing pending record");
   }
   TALLY_RETURN_IF_ERROR(store_->DeletePending(ref.key, ref.event_time_ms));
-  absl::StatusOr<Evaluation> why = UnattributedWhy((*pending)->conversion, extra_detail);
+  absl::StatusOr<Evaluation> why = Why((*pending)->conversion, extra_detail);
   if (!why.ok()) return why.status();
   return Resolve((*pending)->conversion, Ref((*pending)->source), (*pending)->queued, *why,
                  Phase::kFromPending, sink);
@@ -472,16 +499,11 @@ void Joiner::EmitWithStatus(const LedgerEntry& entry, ConversionStatus status, J
   counters_.commissions += out.size();
 }
 
-bool Joiner::ClicksPassed(TimestampMs t) const {
-  const TimestampMs click_wm = store_->click_watermark();
-  return click_wm != kNoWatermark && click_wm > t;
-}
-
 absl::Status Joiner::Advance(JoinSink& sink) {
-  // Normally a no-op: the click that ends a grace expires it (ResolvePassed).
-  const TimestampMs click_wm = store_->click_watermark();
-  if (click_wm == kNoWatermark) return absl::OkStatus();
-  return ExpireBefore(click_wm, sink);
+  // Normally a no-op: the click that ends a grace decides it (ResolvePassed).
+  const TimestampMs watermark = Watermark();
+  if (watermark == kNoWatermark) return absl::OkStatus();
+  return DecidePassedGrace(watermark, sink);
 }
 
 absl::Status Joiner::Commit(const std::vector<InputPosition>& positions) {

@@ -3,12 +3,15 @@
 // after dedup and fraud, single-threaded. See docs/design.md ("Joiner
 // semantics") for the full rules; in short:
 //
-//  - an accepted click is stored and Retained, then the conversions that
-//    were waiting for it are evaluated again;
+//  - event time: the partition's click watermark is its max click time
+//    minus max_click_lateness; each stored click keeps the watermark it
+//    arrived at, and a conversion is decided only from the clicks that had
+//    arrived when the watermark passed conv.ts (first candidates) or
+//    conv.ts + pending_grace (anything else), so the outcome does not depend
+//    on how the two topics or the batches interleave;
 //  - the identity of a conversion is (offer_id, goal, conversion_id); its
 //    first message is attributed (commissions), rejected (ctit bounds, no
-//    terms), left unattributed, or kept pending until a click arrives or the
-//    partition's click event-time watermark passes conv.ts + pending_grace;
+//    terms), left unattributed, or kept pending until it can be decided;
 //  - a later status of a known identity follows the first message's fate:
 //    commissions are re-emitted with the new status (negated for
 //    `reversed`), or the message goes to unattributed / rejected with the
@@ -25,6 +28,7 @@
 #define TALLY_PROCESSOR_JOIN_JOINER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -78,6 +82,16 @@ struct JoinOptions {
   // the partitions this instance owns), so that a partition behaves the same
   // on whichever instance runs it. <= 0: unbounded.
   int64_t max_pending_conversions = 1'000'000;
+  // processing.max_click_lateness: how far out of event-time order a
+  // partition's clicks may arrive and change nothing.
+  int64_t max_click_lateness_ms = 0;
+  // processing.max_conversion_lateness (counted late beyond it; the store's
+  // click retention follows the conversions input with the same bound).
+  int64_t max_conversion_lateness_ms = kDayMs;
+  // The store's click retention: clicks older than this before a conversion
+  // are never visible to it (retention may or may not have dropped them, so
+  // seeing them would depend on timing).
+  int64_t click_retention_ms = 30 * kDayMs + 10 * 60'000;
 };
 
 // Monotonic counters of one joiner. Accounting invariants (tested):
@@ -104,6 +118,11 @@ struct JoinCounters {
   // (included in conversions_unattributed / pending_unattributed).
   uint64_t pending_capacity_resolutions = 0;
   uint64_t commissions = 0;  // Commission records emitted
+  // Clicks that arrived behind the watermark (later than max_click_lateness)
+  // and conversions more than max_conversion_lateness behind the newest of
+  // their partition; both are processed (see README, Semantics).
+  uint64_t late_clicks = 0;
+  uint64_t late_conversions = 0;
 
   friend bool operator==(const JoinCounters&, const JoinCounters&) = default;
 };
@@ -125,8 +144,9 @@ class Joiner {
   // batch (the DurableIdIndex reads it after Commit).
   absl::Status RecordDedupKey(const DedupKey& key, TimestampMs event_time_ms);
 
-  // Batch end: resolves, as unattributed, the pending conversions whose
-  // grace has passed (click watermark > conv.ts + pending_grace).
+  // Batch end: decides the pending conversions whose grace has passed
+  // (watermark > conv.ts + pending_grace); a safety net, the click that
+  // moves the watermark does it.
   absl::Status Advance(JoinSink& sink);
   // Makes every change since the last Commit durable, atomically with the
   // partition's next input offsets.
@@ -143,8 +163,8 @@ class Joiner {
  private:
   // The outcome of evaluating a conversion against the clicks in state.
   struct Evaluation {
-    enum class Kind { kAttributed, kRejected, kUnattributed, kNoCandidates };
-    Kind kind = Kind::kNoCandidates;
+    enum class Kind { kAttributed, kRejected, kUnattributed };
+    Kind kind = Kind::kUnattributed;
     std::vector<tally::Commission> commissions;  // kAttributed
     RejectReason reject_reason = RejectReason::kInvalidValue;
     UnattributedReason unattributed_reason = UnattributedReason::kClickNotFound;
@@ -152,22 +172,29 @@ class Joiner {
   };
   enum class Phase { kNow, kFromPending };
 
-  absl::StatusOr<Evaluation> Evaluate(const Conversion& conversion);
-  // Whether the partition's clicks input is past event time `t` (its click
-  // watermark is later), so every click up to `t` has arrived.
-  bool ClicksPassed(TimestampMs t) const;
-  // After the click watermark moved from `before`: user_id mode evaluates
-  // the pending conversions it has just passed (those with candidates are
-  // resolved); both modes expire those whose grace it has ended.
+  // The partition's click watermark: max click time - max_click_lateness.
+  TimestampMs Watermark() const;
+  // Whether the watermark has passed `t`.
+  bool Passed(TimestampMs t) const;
+  // The decision for a conversion (its identity's first message), or
+  // nullopt while it must wait. The same answer whenever it is asked.
+  absl::StatusOr<std::optional<Evaluation>> Decide(const Conversion& conversion);
+  // The conversion's named click, if visible to it (click_id mode).
+  absl::StatusOr<std::optional<ClickRecord>> VisibleClick(const Conversion& conversion);
+  bool Visible(const ClickRecord& click, const Conversion& conversion) const;
+  // ctit bounds, then the attribution model over `candidates`.
+  Evaluation EvaluateCandidates(const OfferTerms& terms, const Conversion& conversion,
+                                std::vector<ClickRecord> candidates);
+  // Unattributed, with the reason the visible clicks give.
+  absl::StatusOr<Evaluation> Why(const Conversion& conversion, std::string_view extra_detail);
+  // After the watermark moved from `before`: user_id mode asks the pending
+  // conversions it has just passed; both modes decide those whose grace it
+  // has ended.
   absl::Status ResolvePassed(TimestampMs before, JoinSink& sink);
-  absl::Status ResolveIfCandidates(const TaskStore::PendingRef& ref, JoinSink& sink);
-  // Resolves as unattributed every pending conversion with ts < click_wm - grace.
-  absl::Status ExpireBefore(TimestampMs click_wm, JoinSink& sink);
-  // Why a conversion without candidates is unattributed.
-  absl::StatusOr<Evaluation> UnattributedWhy(const Conversion& conversion,
-                                             std::string_view extra_detail);
-  // The `pending` key part for the conversion's attribution key; empty when
-  // the conversion lacks the field the mode needs (it can never match).
+  absl::Status DecidePassedGrace(TimestampMs watermark, JoinSink& sink);
+  // Decides a pending conversion if it can be decided now.
+  absl::Status TryResolvePending(const TaskStore::PendingRef& ref, JoinSink& sink);
+  // The `pending` key part for the conversion's attribution key.
   std::string PendingPrefixOf(const Conversion& conversion) const;
 
   // Applies a final evaluation to the identity's first message and its

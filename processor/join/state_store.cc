@@ -250,6 +250,9 @@ absl::Status StateStoreOptions::Validate() const {
   if (click_retention_ms <= 0 || ledger_retention_ms <= 0 || dedup_retention_ms <= 0) {
     return absl::InvalidArgumentError("state: retentions must be > 0");
   }
+  if (conversion_lateness_ms < 0) {
+    return absl::InvalidArgumentError("processing.max_conversion_lateness: must be >= 0");
+  }
   return absl::OkStatus();
 }
 
@@ -424,9 +427,35 @@ absl::Status TaskStore::LoadMeta() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The earliest event time a conversion still to be decided can have: the
+// oldest pending one, or the conversions input's progress minus the
+// lateness it may have; kNoWatermark while no conversion was seen.
+TimestampMs EarliestUndecided(TimestampMs conversion_wm, int64_t lateness_ms,
+                              const std::set<std::pair<TimestampMs, std::string>>& pending) {
+  if (conversion_wm == kNoWatermark) return kNoWatermark;
+  TimestampMs earliest = Cutoff(conversion_wm, lateness_ms);
+  if (!pending.empty()) earliest = std::min(earliest, pending.begin()->first);
+  return earliest;
+}
+
+}  // namespace
+
+TimestampMs TaskStore::ClickCutoff() const {
+  return Cutoff(EarliestUndecided(conversion_wm_, options_.conversion_lateness_ms, pending_index_),
+                options_.click_retention_ms);
+}
+
+TimestampMs TaskStore::CommittedClickCutoff() const {
+  return Cutoff(EarliestUndecided(committed_conversion_wm_, options_.conversion_lateness_ms,
+                                  committed_pending_index_),
+                options_.click_retention_ms);
+}
+
 void TaskStore::PublishCutoffs() {
-  click_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.click_retention_ms));
-  user_click_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.click_retention_ms));
+  click_filter_->set_cutoff(CommittedClickCutoff());
+  user_click_filter_->set_cutoff(CommittedClickCutoff());
   ledger_filter_->set_cutoff(Cutoff(committed_conversion_wm_, options_.ledger_retention_ms));
   dedup_filter_->set_cutoff(Cutoff(committed_dedup_wm_, options_.dedup_retention_ms));
   flood_filter_->set_cutoff(Cutoff(committed_click_wm_, options_.flood_retention_ms));
@@ -539,7 +568,7 @@ absl::StatusOr<std::optional<ClickRecord>> TaskStore::GetClick(std::string_view 
   absl::StatusOr<ClickRecord> click = codec::DecodeClick(click_id, **value);
   if (!click.ok()) return click.status();
   // Compaction is lazy: an expired click may still be stored.
-  if (click->event_time_ms < Cutoff(click_wm_, options_.click_retention_ms)) return std::nullopt;
+  if (click->event_time_ms < ClickCutoff()) return std::nullopt;
   return *std::move(click);
 }
 
@@ -562,7 +591,7 @@ absl::StatusOr<std::vector<ClickRecord>> TaskStore::UserClicks(std::string_view 
                                                                std::string_view offer_id,
                                                                TimestampMs from, TimestampMs to) {
   const std::string prefix = codec::UserClickPrefix(user_id, offer_id);
-  from = std::max(from, Cutoff(click_wm_, options_.click_retention_ms));
+  from = std::max(from, ClickCutoff());
   std::vector<std::string> click_ids;
   absl::Status scan = Scan(
       StoreFamily::kUserClicks, prefix + codec::TimeBytes(from),
@@ -678,6 +707,16 @@ absl::StatusOr<std::vector<TaskStore::PendingRef>> TaskStore::PendingBefore(Time
   for (const auto& [ts, key] : pending_index_) {
     if (ts >= bound) break;
     out.push_back(PendingRef{ts, key});
+  }
+  return out;
+}
+
+std::vector<TaskStore::PendingRef> TaskStore::PendingBetween(TimestampMs from,
+                                                             TimestampMs to) const {
+  std::vector<PendingRef> out;
+  for (auto it = pending_index_.lower_bound({from, std::string()});
+       it != pending_index_.end() && it->first < to; ++it) {
+    out.push_back(PendingRef{it->first, it->second});
   }
   return out;
 }

@@ -88,10 +88,16 @@ struct StateStoreOptions {
   // follows must never cover state a machine crash could still lose.
   bool sync_commits = true;
   // Clicks (and the user index) are kept for the longest attribution window
-  // plus the pending grace, measured against the partition's click
-  // event-time watermark: older clicks can credit no conversion that is not
-  // already past its grace.
+  // plus the pending grace behind the conversions that can still be
+  // decided: the oldest pending conversion and the conversions input's own
+  // progress (its max event time - conversion_lateness_ms), never the click
+  // watermark alone, which runs ahead whenever the conversions input lags
+  // (docs/design.md §6.1). No conversion seen yet: no click expires.
   int64_t click_retention_ms = 30 * kDayMs + 10 * 60'000;
+  // processing.max_conversion_lateness: how far behind its partition's
+  // newest conversion a conversion may arrive and still find every click
+  // it could credit.
+  int64_t conversion_lateness_ms = kDayMs;
   // How long status changes of a conversion can still be related to it,
   // against the conversion event-time watermark.
   int64_t ledger_retention_ms = 400 * kDayMs;
@@ -206,6 +212,8 @@ class TaskStore {
   absl::StatusOr<std::optional<PendingRef>> OldestPending();
   // Every pending conversion with event time < bound, oldest first.
   absl::StatusOr<std::vector<PendingRef>> PendingBefore(TimestampMs bound);
+  // Every pending conversion with from <= event time < to, oldest first.
+  std::vector<PendingRef> PendingBetween(TimestampMs from, TimestampMs to) const;
   int64_t pending_count() const { return pending_count_; }
 
   // ledger. Entries older than the ledger retention read as absent.
@@ -328,6 +336,12 @@ class TaskStore {
   absl::Status Scan(StoreFamily family, std::string_view start,
                     absl::FunctionRef<bool(std::string_view key, std::string_view value)> fn) const;
   void PublishCutoffs();
+  // Clicks with event time below this are expired: click_retention_ms
+  // behind the earliest conversion that can still be decided (see
+  // StateStoreOptions::click_retention_ms), from the current or the
+  // committed values.
+  TimestampMs ClickCutoff() const;
+  TimestampMs CommittedClickCutoff() const;
 
   const int32_t partition_;
   const std::string dir_;

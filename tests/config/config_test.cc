@@ -114,6 +114,8 @@ processing:
   batch_max_time: 250ms
   attribution_key: user_id
   pending_grace: 2h
+  max_click_lateness: 5s
+  max_conversion_lateness: 3h
   max_pending_conversions: 77
   worker_threads: 8
   stop_when_idle: 3s
@@ -170,6 +172,8 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->processing.batch_max_time, absl::Milliseconds(250));
   EXPECT_EQ(c->processing.attribution_key, AttributionKey::kUserId);
   EXPECT_EQ(c->processing.pending_grace, absl::Hours(2));
+  EXPECT_EQ(c->processing.max_click_lateness, absl::Seconds(5));
+  EXPECT_EQ(c->processing.max_conversion_lateness, absl::Hours(3));
   EXPECT_EQ(c->processing.max_pending_conversions, 77);
   EXPECT_EQ(c->processing.worker_threads, 8);
   EXPECT_EQ(c->processing.stop_when_idle, absl::Seconds(3));
@@ -314,6 +318,7 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
        "limits.min_event_time: must be before limits.max_event_time"},
       {"processing.batch_max_time=0", "processing.batch_max_time: must be between 1ms and 1m"},
       {"processing.pending_grace=-1s", "processing.pending_grace: must be between"},
+      {"processing.max_click_lateness=2d", "processing.max_click_lateness: must be between"},
       {"shutdown.timeout=inf", "shutdown.timeout: must be between"},
       {"topics.rejected=clicks", "topics.rejected: same topic 'clicks' as topics.clicks"},
       {"topics.clicks=bad topic", "topics.clicks: not a valid Kafka topic name"},

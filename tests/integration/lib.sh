@@ -32,9 +32,10 @@ cleanup() {
 trap cleanup EXIT
 
 # start_devbroker PARTITIONS -> sets BOOTSTRAP
-start_devbroker() {
+start_devbroker() {  # start_devbroker PARTITIONS [more tally-devbroker flags]
   local partitions=$1
-  "$BIN_DIR/tally-devbroker" --partitions "$partitions" \
+  shift
+  "$BIN_DIR/tally-devbroker" --partitions "$partitions" "$@" \
       --bootstrap-file "$WORK/bootstrap" >"$WORK/devbroker.out" 2>"$WORK/devbroker.log" &
   PIDS+=($!)
   for _ in $(seq 1 100); do

@@ -36,6 +36,7 @@ class StateStoreTest : public ::testing::Test {
     o.write_buffer_bytes = 2 << 20;
     o.max_open_files = 64;
     o.click_retention_ms = 10 * kHour;
+    o.conversion_lateness_ms = 0;
     o.ledger_retention_ms = 100 * kHour;
     o.dedup_retention_ms = 20 * kHour;
     return o;
@@ -235,11 +236,15 @@ TEST_F(StateStoreTest, ExpiredRecordsReadAsAbsentAndCompactionDropsThem) {
   store->AdvanceConversionWatermark(kT0);
   ASSERT_TRUE(store->Commit({}).ok());
 
-  // The click watermark moves past kT0 + retention: "old" has expired.
+  // The click watermark alone moving on expires nothing: a conversion not
+  // read yet may still need the click.
   const TimestampMs later = kT0 + 10 * kHour + 1;
+  store->AdvanceClickWatermark(later + 100 * kHour);
+  EXPECT_TRUE((*store->GetClick("old")).has_value());
+  // The conversions input moves past kT0 + retention: "old" has expired.
   ASSERT_TRUE(store->PutClick(MakeClick("new", later)).ok());
   ASSERT_TRUE(store->PutDedupKey(ClickKey("new"), later + 10 * kHour).ok());
-  store->AdvanceClickWatermark(later);
+  store->AdvanceConversionWatermark(later);
   EXPECT_FALSE((*store->GetClick("old")).has_value());  // reads expire at once
   EXPECT_TRUE((*store->UserClicks("u1", "off-1", kT0, later)).size() == 1);
   // Not committed yet: compaction must keep it (a crash would replay from a
@@ -276,7 +281,8 @@ TEST_F(StateStoreTest, ExpiredRecordsReadAsAbsentAndCompactionDropsThem) {
   store = OpenStore(*stores, 0);
   EXPECT_FALSE((*store->GetClick("old2")).has_value());
   ASSERT_TRUE(store->CompactAll().ok());
-  EXPECT_EQ(*store->CountStoredRecords(StoreFamily::kClicks), 1u);
+  // "new" (kT0 + 10 h) is 90 h behind the conversions input by now too.
+  EXPECT_EQ(*store->CountStoredRecords(StoreFamily::kClicks), 0u);
 }
 
 // A changelogged store (expire_by_sweep): expired records leave through the
@@ -315,6 +321,7 @@ TEST_F(StateStoreTest, ExpirySweepTombstonesExpiredRecordsInTheChangelogBatch) {
   // "old3" is written again (a fresh record under an old key): it stays.
   const TimestampMs later = kT0 + 10 * kHour + 100;
   store->AdvanceClickWatermark(later);
+  store->AdvanceConversionWatermark(later);
   Changes advance;
   commit(&advance);  // the cutoff follows the committed watermark
   ASSERT_TRUE(store->CompactAll().ok());
@@ -349,6 +356,44 @@ TEST_F(StateStoreTest, ExpirySweepTombstonesExpiredRecordsInTheChangelogBatch) {
   EXPECT_EQ(*store->CountStoredRecords(StoreFamily::kClicks), 1u + rounds);  // old3 + new*
   EXPECT_TRUE((*store->GetClick("old3")).has_value());
   EXPECT_TRUE((*store->GetClick("new0")).has_value());
+}
+
+// Retention follows the conversions that can still be decided: a pending
+// conversion holds every click it could credit, and the conversions input's
+// progress is taken less its lateness (issue: a conversion read after the
+// clicks input had moved on found its click expired).
+TEST_F(StateStoreTest, ClickRetentionFollowsPendingConversionsAndConversionProgress) {
+  StateStoreOptions o = Options();
+  o.conversion_lateness_ms = kHour;
+  auto stores = StateStores::Create(o);
+  ASSERT_TRUE(stores.ok()) << stores.status();
+  TaskStore* store = OpenStore(**stores, 0);
+  ASSERT_TRUE(store->PutClick(MakeClick("c", kT0)).ok());
+  PendingConversion pending;
+  pending.conversion.offer_id = "off-1";
+  pending.conversion.conversion_id = "o1";
+  pending.conversion.event_time_ms = kT0 + kHour;
+  ASSERT_TRUE(store->InsertPending("p1", pending).ok());
+  store->AdvanceClickWatermark(kT0 + 1000 * kHour);
+  store->AdvanceConversionWatermark(kT0 + 1000 * kHour);
+  ASSERT_TRUE(store->Commit({}).ok());
+  ASSERT_TRUE(store->CompactAll().ok());
+  EXPECT_TRUE((*store->GetClick("c")).has_value()) << "the pending conversion holds it";
+  EXPECT_EQ(*store->CountStoredRecords(StoreFamily::kClicks), 1u);
+
+  ASSERT_TRUE(store->DeletePending("p1", kT0 + kHour).ok());
+  EXPECT_FALSE((*store->GetClick("c")).has_value());
+  ASSERT_TRUE(store->Commit({}).ok());
+  ASSERT_TRUE(store->CompactAll().ok());
+  EXPECT_EQ(*store->CountStoredRecords(StoreFamily::kClicks), 0u);
+
+  // Conversions input at kT1: clicks down to kT1 - lateness - retention stay.
+  const TimestampMs kT1 = kT0 + 2000 * kHour;
+  ASSERT_TRUE(store->PutClick(MakeClick("edge", kT1 - 11 * kHour)).ok());
+  ASSERT_TRUE(store->PutClick(MakeClick("gone", kT1 - 11 * kHour - 1)).ok());
+  store->AdvanceConversionWatermark(kT1);
+  EXPECT_TRUE((*store->GetClick("edge")).has_value());
+  EXPECT_FALSE((*store->GetClick("gone")).has_value());
 }
 
 TEST_F(StateStoreTest, DurableIdIndexSeesCommittedKeysOfEveryOpenStore) {

@@ -530,6 +530,49 @@ TEST_F(OracleTest, UserIdModeSplitsAcrossTheUsersClicks) {
   ExpectAccounted();
 }
 
+// The watermark trails the max click time by max_click_lateness: a click
+// out of order within the bound is still a first candidate, and one behind
+// the watermark when it arrives is not (README, Semantics).
+TEST_F(OracleTest, UserIdModeCandidatesAreTheClicksThatArrivedBeforeTheWatermarkPassed) {
+  rules_.key = AttributionKey::kUserId;
+  rules_.max_click_lateness_ms = 30 * kSecond;
+  const int64_t conv = kT0 + kHour;
+  AddClick(0, MakeClick("c-1", conv - 10 * kMinute, "u-1", "off-lin"));
+  AddClick(0, MakeClick("c-ahead", conv + 20 * kSecond, "u-9", "off-1"));  // not past conv - L
+  AddClick(0, MakeClick("c-2", conv - 5 * kSecond, "u-1", "off-lin"));     // disorder within L
+  AddClick(0, MakeClick("c-pass", conv + 31 * kSecond, "u-9", "off-1"));   // passes conv
+  AddClick(0, MakeClick("c-late", conv - 2 * kMinute, "u-1", "off-lin"));  // behind it
+  AddClick(0, MakeClick("c-end", conv + kHour, "u-9", "off-1"));
+  const MessageRef conversion = AddConversion(
+      0, MakeConversion("o-1", conv, "", ConversionStatus::kApproved, "off-lin", "u-1"));
+  Run();
+  const std::vector<Commission> got = CommissionsOf(conversion);
+  ASSERT_THAT(got, SizeIs(2));
+  EXPECT_EQ(got[0].click_id, "c-1");
+  EXPECT_EQ(got[1].click_id, "c-2");
+  ExpectAccounted();
+}
+
+// Without first candidates, every in-window click that arrived before the
+// grace passed counts, together.
+TEST_F(OracleTest, UserIdModeLateCandidatesCountTogetherUntilTheGraceEnds) {
+  rules_.key = AttributionKey::kUserId;
+  const int64_t conv = kT0 + kHour;
+  AddClick(0, MakeClick("c-pass", conv + 1, "u-9", "off-1"));
+  AddClick(0, MakeClick("c-late1", conv - kMinute, "u-1", "off-lin"));
+  AddClick(0, MakeClick("c-late2", conv - 2 * kMinute, "u-1", "off-lin"));
+  AddClick(0, MakeClick("c-grace", conv + 10 * kMinute + 1, "u-9", "off-1"));
+  AddClick(0, MakeClick("c-too-late", conv - 3 * kMinute, "u-1", "off-lin"));
+  const MessageRef conversion = AddConversion(
+      0, MakeConversion("o-1", conv, "", ConversionStatus::kApproved, "off-lin", "u-1"));
+  Run();
+  const std::vector<Commission> got = CommissionsOf(conversion);
+  ASSERT_THAT(got, SizeIs(2));
+  EXPECT_EQ(got[0].click_id, "c-late2");  // ordered by event time
+  EXPECT_EQ(got[1].click_id, "c-late1");
+  ExpectAccounted();
+}
+
 TEST_F(OracleTest, UserIdModeTakesTheObservedCandidatePrefix) {
   rules_.key = AttributionKey::kUserId;
   AddClick(0, MakeClick("c-1", kT0, "u-1", "off-lin"));

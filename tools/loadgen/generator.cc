@@ -171,7 +171,9 @@ bool TrafficGenerator::NextOriginal(GeneratedMessage* out) {
     return true;
   }
   if (ready_.empty()) {
-    if (!scheduled_.empty() && (!clicks_left || scheduled_.top().ts <= clock_ms_)) {
+    if (!scheduled_.empty() &&
+        (!clicks_left ||
+         scheduled_.top().ts + static_cast<int64_t>(options_.conversion_lag_ms) <= clock_ms_)) {
       Scheduled s = std::move(const_cast<Scheduled&>(scheduled_.top()));
       scheduled_.pop();
       EmitScheduled(std::move(s), out);
@@ -252,7 +254,12 @@ void TrafficGenerator::GenerateClick() {
     burst_gap_ms_ = static_cast<uint64_t>(rng_.Between(1, kBurstMaxGapMs));
   }
   const uint64_t user = rng_.Below(users_);
-  ClickSpec click = MakeClickSpec(user, clock_ms_);
+  // Event time up to click_disorder_ms behind the clock: out of order
+  // within that bound, as trackers with several nodes deliver them.
+  const int64_t disorder = options_.click_disorder_ms == 0
+                               ? 0
+                               : static_cast<int64_t>(rng_.Below(options_.click_disorder_ms + 1));
+  ClickSpec click = MakeClickSpec(user, clock_ms_ - disorder);
   if (burst_left_ > 0) {
     --burst_left_;
     tags |= kTagFlood;
@@ -293,6 +300,9 @@ void TrafficGenerator::GenerateClick() {
   clock_ms_ += burst_left_ > 0
                    ? rng_.Between(0, static_cast<int64_t>(burst_gap_ms_))
                    : std::llround(rng_.Exponential(1000.0 / options_.event_clicks_per_second));
+  if (options_.quiet_gap_share > 0 && rng_.Chance(options_.quiet_gap_share)) {
+    clock_ms_ += static_cast<int64_t>(options_.quiet_gap_ms);
+  }
 
   if (!rng_.Chance(options_.conversion_rate)) {
     ready_.push_back(std::move(msg));

@@ -177,6 +177,14 @@ absl::Status ParseFlags(int argc, char** argv, Flags* f, bool* help) {
       s = t.status();
     } else if (name == "event-clicks-per-second") {
       s = dbl(&o.event_clicks_per_second);
+    } else if (name == "click-disorder-ms") {
+      s = u64(&o.click_disorder_ms);
+    } else if (name == "quiet-gap-share") {
+      s = dbl(&o.quiet_gap_share);
+    } else if (name == "quiet-gap-ms") {
+      s = u64(&o.quiet_gap_ms);
+    } else if (name == "conversion-lag-ms") {
+      s = u64(&o.conversion_lag_ms);
     } else if (name == "rate") {
       s = dbl(&f->rate);
       if (s.ok() && !(f->rate >= 0)) s = Bad(name, value);

@@ -43,7 +43,8 @@ absl::Status LoadOptions::Validate() const {
         {"flood_share", flood_share},
         {"out_of_order_share", out_of_order_share},
         {"status_change_share", status_change_share},
-        {"unknown_order_share", unknown_order_share}}) {
+        {"unknown_order_share", unknown_order_share},
+        {"quiet_gap_share", quiet_gap_share}}) {
     if (auto s = share(name, v); !s.ok()) return s;
   }
   // These two are shares of the whole stream; 1.0 would leave no room for
@@ -76,6 +77,11 @@ absl::Status LoadOptions::Validate() const {
   if (!(event_clicks_per_second > 0.0 && event_clicks_per_second <= 1e6)) {
     return absl::InvalidArgumentError("event_clicks_per_second must be in (0, 1e6]");
   }
+  constexpr uint64_t kWeekMs = 7ull * 24 * 3'600'000;
+  if (click_disorder_ms > kWeekMs || quiet_gap_ms > kWeekMs || conversion_lag_ms > kWeekMs) {
+    return absl::InvalidArgumentError(
+        "click_disorder_ms, quiet_gap_ms and conversion_lag_ms must be at most a week");
+  }
   // Leave room for two days of conversion delay plus status changes before
   // the processor's default upper bound of 2100-01-01.
   if (start_time_ms < 946'684'800'000 || start_time_ms > 4'000'000'000'000) {
@@ -104,7 +110,9 @@ std::string OptionsToJson(const LoadOptions& o) {
       ",\"unknown_order_share\":", d(o.unknown_order_share),
       ",\"key_mode\":", JsonString(KeyModeName(o.key_mode)),
       ",\"format\":", JsonString(FormatName(o.format)), ",\"start_time_ms\":", o.start_time_ms,
-      ",\"event_clicks_per_second\":", d(o.event_clicks_per_second), "}");
+      ",\"event_clicks_per_second\":", d(o.event_clicks_per_second),
+      ",\"click_disorder_ms\":", o.click_disorder_ms, ",\"quiet_gap_share\":", d(o.quiet_gap_share),
+      ",\"quiet_gap_ms\":", o.quiet_gap_ms, ",\"conversion_lag_ms\":", o.conversion_lag_ms, "}");
 }
 
 }  // namespace tally::loadgen

@@ -59,6 +59,19 @@ struct LoadOptions {
   // Average clicks per second of event time (not of wall time; see --rate).
   double event_clicks_per_second = 20.0;
 
+  // Disorder (issue: deterministic attribution). Each click's event time is
+  // up to click_disorder_ms before the click clock (clicks stay in clock
+  // order in the stream, so the topic holds them out of event-time order
+  // by at most that much: keep it <= processing.max_click_lateness).
+  uint64_t click_disorder_ms = 0;
+  // Per click, the chance that the click clock then stands still for
+  // quiet_gap_ms (a quiet stretch of every partition).
+  double quiet_gap_share = 0.0;
+  uint64_t quiet_gap_ms = 3'600'000;
+  // Conversions (and status changes) are emitted once the click clock has
+  // passed their event time by this much: the conversions topic lags.
+  uint64_t conversion_lag_ms = 0;
+
   absl::Status Validate() const;
   // Users actually simulated.
   uint64_t EffectiveUsers() const;

@@ -57,6 +57,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -92,6 +93,8 @@ ABSL_FLAG(std::string, attribution_key, "click_id",
           "processing.attribution_key: click_id | user_id");
 ABSL_FLAG(std::string, pending_grace, "10m",
           "processing.pending_grace: milliseconds or a duration");
+ABSL_FLAG(std::string, max_click_lateness, "30s",
+          "processing.max_click_lateness: milliseconds or a duration");
 ABSL_FLAG(bool, accept_candidate_prefixes, false,
           "user_id mode: also accept commissions computed from the first k candidate clicks "
           "when that is what is on the topic (a processor that does not wait for its clicks "
@@ -112,6 +115,11 @@ ABSL_FLAG(bool, allow_gap_mismatches, false,
           "Mismatches that lie on a partition with a logged state gap do not fail the run "
           "(they are still printed and counted)");
 ABSL_FLAG(int, timeout_seconds, 120, "Give up reading topics after this long");
+ABSL_FLAG(std::string, dump_outputs, "",
+          "Optional: write every output record (commissions, rejected, unattributed) to this "
+          "file as one line each, 'kind<TAB>partition<TAB>hex(key)<TAB>hex(value)', sorted, "
+          "rejected_at zeroed: two runs over one input can be compared byte for byte "
+          "(tests/integration)");
 ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
 
 namespace tally::verify {
@@ -248,6 +256,38 @@ absl::StatusOr<std::map<std::string, std::vector<ConsumedMessage>>> ReadTopicsTo
   return messages;
 }
 
+// The output records as sorted lines (the kind, not the topic name, so that
+// two runs writing to differently named topics compare equal). The one
+// processing-time field of the contract, `rejected_at`, is zeroed (decoded
+// and re-encoded in the output format): everything else must be equal.
+absl::Status DumpOutputs(const std::map<std::string, std::vector<ConsumedMessage>>& topics,
+                         const std::vector<std::pair<std::string, std::string>>& kinds,
+                         WireFormat format, const std::string& path) {
+  EventDecoder decoder(format);
+  EventEncoder encoder(format);
+  std::vector<std::string> lines;
+  for (const auto& [kind, topic] : kinds) {
+    auto it = topics.find(topic);
+    if (it == topics.end()) continue;
+    for (const ConsumedMessage& m : it->second) {
+      std::string value = m.value;
+      RejectedEvent rejected;
+      if (kind == "rejected" && !decoder.Decode(m.value, &rejected).has_value()) {
+        rejected.rejected_at_ms = 0;
+        encoder.Encode(rejected, &value);
+      }
+      lines.push_back(absl::StrCat(kind, "\t", m.partition, "\t", absl::BytesToHexString(m.key),
+                                   "\t", absl::BytesToHexString(value)));
+    }
+  }
+  std::sort(lines.begin(), lines.end());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  for (const std::string& line : lines) out << line << "\n";
+  out.close();
+  if (!out) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
 std::string CommissionKey(const Commission& c) {
   return absl::StrCat("commission_id=", c.commission_id, " status=", ConversionStatusName(c.status),
                       " payout=", c.payout.minor, " ", AV(c.payout.currency.code()),
@@ -328,12 +368,14 @@ int Run() {
   }
   auto flood_window = ParseDurationMs("flood-window", absl::GetFlag(FLAGS_flood_window));
   auto grace = ParseDurationMs("pending-grace", absl::GetFlag(FLAGS_pending_grace));
-  if (!flood_window.ok() || !grace.ok() || *flood_window < 1 || *grace < 0 ||
-      absl::GetFlag(FLAGS_max_clicks_per_ip) < 1) {
-    std::cerr << "tally-verify: need --flood-window >= 1ms, --pending-grace >= 0 and "
-                 "--max-clicks-per-ip >= 1\n";
+  auto lateness = ParseDurationMs("max-click-lateness", absl::GetFlag(FLAGS_max_click_lateness));
+  if (!flood_window.ok() || !grace.ok() || !lateness.ok() || *flood_window < 1 || *grace < 0 ||
+      *lateness < 0 || absl::GetFlag(FLAGS_max_clicks_per_ip) < 1) {
+    std::cerr << "tally-verify: need --flood-window >= 1ms, --pending-grace >= 0, "
+                 "--max-click-lateness >= 0 and --max-clicks-per-ip >= 1\n";
     return 2;
   }
+  rules.max_click_lateness_ms = *lateness;
   rules.flood_window_ms = *flood_window;
   rules.pending_grace_ms = *grace;
   rules.max_clicks_per_ip = absl::GetFlag(FLAGS_max_clicks_per_ip);
@@ -344,6 +386,8 @@ int Run() {
     return 2;
   }
   rules.offers = offers->get();
+  // As the processor derives it (state.click_retention).
+  rules.click_retention_ms = (*offers)->max_attribution_window_ms() + *grace;
   // FraudRules for the matching only (patterns and CIDRs); which rule wins
   // and the flood counting are the oracle's own.
   auto fraud = FraudRules::Load(absl::GetFlag(FLAGS_bot_user_agents_file),
@@ -376,6 +420,17 @@ int Run() {
   if (!topics.ok()) {
     std::cerr << "tally-verify: " << topics.status() << "\n";
     return 2;
+  }
+  if (const std::string dump = absl::GetFlag(FLAGS_dump_outputs); !dump.empty()) {
+    if (absl::Status s = DumpOutputs(*topics,
+                                     {{"commissions", commissions_topic},
+                                      {"rejected", rejected_topic},
+                                      {"unattributed", unattributed_topic}},
+                                     *output_format, dump);
+        !s.ok()) {
+      std::cerr << "tally-verify: --dump-outputs: " << s << "\n";
+      return 2;
+    }
   }
   Report report;
   auto gaps = ReadStateGaps(absl::GetFlag(FLAGS_processor_log), &report.revoked_uncommitted);

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <limits>
 #include <span>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -64,7 +65,7 @@ struct Fate {
 struct ClickPartition {
   std::vector<const Click*> clicks;  // by position; nullptr when undecodable
   // watermark[i]: max event time of the decodable clicks at positions 0..i
-  // (whatever their verdict); non-decreasing.
+  // (whatever their verdict) - max_click_lateness; non-decreasing.
   std::vector<int64_t> watermark;
   absl::flat_hash_map<std::string, size_t> accepted_by_click_id;  // -> position
   // (user_id, offer_id) -> positions of accepted clicks, ascending.
@@ -136,7 +137,7 @@ class Simulation {
         }
         const Click& click = m.click;
         part.clicks[i] = &click;
-        watermark = std::max(watermark, click.event_time_ms);
+        watermark = std::max(watermark, click.event_time_ms - rules_.max_click_lateness_ms);
         part.watermark[i] = watermark;
         if (!seen_click_ids.insert(click.click_id).second) {
           Reject(ClickRef(partition, m.offset), RejectReason::kDuplicateClick);
@@ -269,14 +270,18 @@ class Simulation {
     const OfferTerms* terms = rules_.offers->Find(conversion.offer_id);
     if (terms == nullptr) return Fate::Rejected(RejectReason::kInvalidValue);
 
-    // Clicks at positions <= horizon are visible to the conversion; the
-    // click at the horizon is the one whose event time passes the grace,
-    // and the processor takes it into state before it gives up.
+    // Clicks at positions <= horizon arrived before the watermark passed
+    // the grace; the click at the horizon is the one whose event time
+    // passes it, and the processor takes it into state before it decides.
     const size_t horizon = part.Horizon(conversion.event_time_ms + rules_.pending_grace_ms);
     const bool grace_passed = horizon < part.clicks.size();
     auto in_window = [&](const Click& click) {
       const int64_t delta = conversion.event_time_ms - click.event_time_ms;
       return delta >= 0 && delta <= terms->attribution_window_ms;
+    };
+    auto visible = [&](size_t position) {
+      return position <= horizon && part.clicks[position]->event_time_ms >=
+                                        conversion.event_time_ms - rules_.click_retention_ms;
     };
 
     std::vector<ClickRecord> candidates;  // in position order
@@ -287,7 +292,7 @@ class Simulation {
         return Fate::Unattributed(UnattributedReason::kClickNotFound);
       }
       auto it = part.accepted_by_click_id.find(conversion.click_id);
-      if (it == part.accepted_by_click_id.end() || it->second > horizon) {
+      if (it == part.accepted_by_click_id.end() || !visible(it->second)) {
         return grace_passed ? Fate::Unattributed(UnattributedReason::kClickNotFound)
                             : Fate::Pending();
       }
@@ -299,38 +304,39 @@ class Simulation {
       candidates.push_back(RecordOf(click));
     } else {
       if (conversion.user_id.empty()) return Fate::Unattributed(UnattributedReason::kNoUserClicks);
-      // The processor evaluates a user_id conversion once its clicks
-      // partition has passed the conversion's time (a click later than it
-      // arrived): every in-window click up to that position is a candidate.
-      // Without any, the first candidate that arrives before the grace
-      // passes decides alone (it is attributed the moment it arrives).
+      // The processor decides a user_id conversion once its clicks
+      // partition has passed the conversion's time: every in-window click
+      // that arrived before that is a candidate. Without any, once the grace
+      // has passed, every in-window click that arrived before that.
       const size_t ready = part.Horizon(conversion.event_time_ms);
       if (ready >= part.clicks.size()) return Fate::Pending();
       bool user_has_clicks = false;
-      std::optional<size_t> late;
+      std::vector<ClickRecord> late;
       auto it = part.accepted_by_user_offer.find({conversion.user_id, conversion.offer_id});
       if (it != part.accepted_by_user_offer.end()) {
         for (size_t position : it->second) {
           if (position > horizon) break;
+          if (!visible(position)) continue;
           user_has_clicks = true;
           const Click& click = *part.clicks[position];
           if (!in_window(click)) continue;
-          if (position <= ready) {
-            candidates.push_back(RecordOf(click));
-          } else if (!late.has_value()) {
-            late = position;
-          }
+          (position <= ready ? candidates : late).push_back(RecordOf(click));
         }
       }
-      if (candidates.empty() && late.has_value()) {
-        candidates.push_back(RecordOf(*part.clicks[*late]));
+      if (candidates.empty()) {
+        // Later clicks of the user may still arrive, until the grace passes.
+        if (!grace_passed) return Fate::Pending();
+        candidates = std::move(late);
       }
       if (candidates.empty()) {
-        // A later click of the user may still fit, until the grace passes.
-        if (!grace_passed) return Fate::Pending();
         return Fate::Unattributed(user_has_clicks ? UnattributedReason::kOutsideWindow
                                                   : UnattributedReason::kNoUserClicks);
       }
+      // The processor orders candidates by (event time, click id).
+      std::sort(
+          candidates.begin(), candidates.end(), [](const ClickRecord& a, const ClickRecord& b) {
+            return std::tie(a.event_time_ms, a.click_id) < std::tie(b.event_time_ms, b.click_id);
+          });
     }
 
     // The processor evaluates with the candidates it holds at that moment:

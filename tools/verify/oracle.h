@@ -29,24 +29,33 @@
 //    `reversed`, invalid_value if its offer has no terms, else resolved
 //    against the clicks partition (see Resolve in oracle.cc).
 //  - The clicks and conversions partitions of one number are consumed
-//    concurrently, so the oracle does not model time: a conversion's
-//    "horizon" is the position in its clicks partition where the click
-//    event-time watermark (max ts of every decodable click so far) first
-//    exceeds conv.ts + pending_grace. Clicks up to and including that
-//    position can be seen by the conversion; later ones cannot. No horizon
-//    (the input ended first) and no decision yet: the conversion is pending.
-//  - user_id mode: the processor evaluates a conversion once its clicks
-//    partition has passed the conversion's time (the first click later than
-//    it), with every in-window click up to there; without any, the first
-//    candidate arriving before the grace ends decides alone. Input not yet
-//    past the conversion: pending. (accept_observed_candidate_prefix relaxes
-//    this for processors that evaluate with the clicks they happen to hold:
-//    any first-k prefix observed on the topic is then accepted.)
+//    concurrently, so the oracle does not model time but positions: the
+//    click watermark after position i is W(i) = (max ts of every decodable
+//    click at positions <= i) - max_click_lateness; a click at position p
+//    ARRIVED at W(p - 1). Horizon(t) is the first position whose watermark
+//    exceeds t: the clicks at positions <= Horizon(t) arrived before the
+//    watermark passed t. No horizon (the input ended first) and no
+//    decision yet: the conversion is pending.
+//  - Visible to a conversion: clicks at positions <= Horizon(ts + grace)
+//    and not older than ts - click_retention (what the processor's store
+//    keeps for it).
+//  - click_id mode: the named click, if visible, decides alone (another
+//    offer: click_not_found; outside the window: outside_window); not
+//    visible: click_not_found once the grace has passed, else pending.
+//  - user_id mode: once Horizon(ts) exists, the candidates are the in-window
+//    clicks at positions <= Horizon(ts), all of them; without any, once the
+//    grace has passed, the in-window clicks at positions <= Horizon(ts +
+//    grace), all of them; without any, outside_window if the user has a
+//    visible click on the offer, else no_user_clicks.
+//    (accept_observed_candidate_prefix relaxes this for processors that
+//    evaluate with the clicks they happen to hold: any first-k prefix
+//    observed on the topic is then accepted.)
 #ifndef TALLY_TOOLS_VERIFY_ORACLE_H_
 #define TALLY_TOOLS_VERIFY_ORACLE_H_
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -91,6 +100,10 @@ struct OracleRules {
   int64_t max_clicks_per_ip = 20;
   int64_t flood_window_ms = 60'000;
   int64_t pending_grace_ms = 10 * 60'000;
+  int64_t max_click_lateness_ms = 0;  // processing.max_click_lateness
+  // The processor's click retention: the longest attribution window +
+  // pending_grace.
+  int64_t click_retention_ms = std::numeric_limits<int64_t>::max() / 4;
   const OffersCatalog* offers = nullptr;  // required
   std::function<bool(std::string_view user_agent)> is_bot_user_agent;
   std::function<bool(const IpAddress& ip)> is_blocklisted;

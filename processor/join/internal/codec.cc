@@ -1,6 +1,7 @@
 #include "processor/join/internal/codec.h"
 
 #include <cstring>
+#include <limits>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -304,6 +305,11 @@ std::string EncodeClick(const ClickRecord& click) {
   PutString(&out, click.offer_id);
   PutString(&out, click.user_id);
   PutStrings(&out, click.sub_ids);
+  // Trailing and optional: records written before it read as visible to
+  // every conversion (min()).
+  if (click.arrival_watermark_ms != std::numeric_limits<TimestampMs>::min()) {
+    PutTime(&out, click.arrival_watermark_ms);
+  }
   return out;
 }
 
@@ -313,7 +319,7 @@ absl::StatusOr<ClickRecord> DecodeClick(std::string_view click_id, std::string_v
   click.click_id.assign(click_id.data(), click_id.size());
   if (!GetVersion(r) || !r.Time(&click.event_time_ms) || !r.String(&click.affiliate_id) ||
       !r.String(&click.offer_id) || !r.String(&click.user_id) || !GetStrings(r, &click.sub_ids) ||
-      !r.empty()) {
+      (!r.empty() && !r.Time(&click.arrival_watermark_ms)) || !r.empty()) {
     return Corrupt("click");
   }
   return click;

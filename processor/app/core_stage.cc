@@ -160,6 +160,10 @@ struct CoreStage::Metrics {
 struct CoreStage::Task {
   TaskStore* store = nullptr;
   std::unique_ptr<Joiner> joiner;
+  // click_idle_timeout: when this task last saw a click (wall clock) and its
+  // max click time then (the base the idle watermark advances from).
+  absl::Time last_click_wall = absl::InfinitePast();
+  TimestampMs max_click_at_last_click = kNoWatermark;
   // The joiner's committed late counts already added to counters_.
   uint64_t late_clicks_counted = 0;
   uint64_t late_conversions_counted = 0;
@@ -417,6 +421,8 @@ void CoreStage::OnClick(const Click& click, const EventSource& source, Outputs& 
   Task* task = TaskFor(source.partition);
   if (task == nullptr) return;
   task->touched = true;
+  task->last_click_wall = options_.clock();
+  task->max_click_at_last_click = std::max(task->store->click_watermark(), click.event_time_ms);
   if (dedup_batch_ == nullptr) dedup_batch_ = dedup_->BeginBatch();
   VerdictsFirst out(*this, producer);
   SinkAdapter sink(out);
@@ -518,6 +524,7 @@ absl::Status CoreStage::EndBatch(const std::vector<Position>& /*next_offsets*/, 
     if (!task->touched) continue;
     if (absl::Status s = task->joiner->Advance(sink); !s.ok()) return s;
   }
+  if (absl::Status s = AdvanceIdleTasks(sink); !s.ok()) return s;
   // The held outputs, and the verdicts no output depended on (yet), before
   // the Processor flushes: a batch that got this far is committed or
   // aborted whole.
@@ -641,6 +648,29 @@ absl::Status CoreStage::ApplyPrepared() {
   prepared_.clear();
   changelog_written_.clear();
   changelog_ = nullptr;
+  return absl::OkStatus();
+}
+
+absl::Status CoreStage::AdvanceIdleTasks(JoinSink& sink) {
+  if (options_.click_idle_timeout <= absl::ZeroDuration()) return absl::OkStatus();
+  const absl::Time now = options_.clock();
+  for (auto& [partition, task] : tasks_) {
+    if (task->joiner == nullptr || task->restoring || task->store->pending_count() == 0 ||
+        task->max_click_at_last_click == kNoWatermark) {
+      continue;
+    }
+    const absl::Duration idle = now - task->last_click_wall;
+    if (idle <= options_.click_idle_timeout) continue;
+    // Event time is taken to flow at wall-clock speed once the clicks input
+    // has been quiet for the timeout: the trade-off of Flink's idleness (a
+    // click that then arrives behind the advanced watermark is late).
+    const TimestampMs target = task->max_click_at_last_click +
+                               absl::ToInt64Milliseconds(idle - options_.click_idle_timeout);
+    if (target <= task->store->click_watermark()) continue;
+    task->touched = true;
+    ++counters_.idle_advances;
+    if (absl::Status s = task->joiner->ObserveClickTime(target, sink); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
@@ -874,6 +904,9 @@ void CoreStage::Activate(int32_t partition, Task& task) {
           : std::max<int64_t>(1, options_.max_pending_conversions / input_partitions_);
   task.joiner = std::make_unique<Joiner>(task.store, offers_.get(), join);
   task.restoring = false;
+  // Idle from now on, not since the store was written.
+  task.last_click_wall = options_.clock();
+  task.max_click_at_last_click = task.store->click_watermark();
   TALLY_LOG(kInfo, kLog, "partition ", partition, ": task ready at ", task.store->directory(),
             ", pending ", task.store->pending_count());
 }

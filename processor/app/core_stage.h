@@ -26,6 +26,7 @@
 #define TALLY_PROCESSOR_APP_CORE_STAGE_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -65,6 +66,13 @@ struct CoreStageOptions {
   // next range (the next member's, with the range assignor) are kept warm
   // from the changelog in local stores (docs/design.md §10.6).
   int num_standbys = 0;
+  // processing.click_idle_timeout (0: off): a task with pending conversions
+  // whose clicks input brought nothing for this long (wall clock) has its
+  // click watermark advanced at wall-clock speed from there, at the end of
+  // each batch (docs/design.md §6.3).
+  absl::Duration click_idle_timeout = absl::ZeroDuration();
+  // The wall clock (tests replace it).
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
 // Monotonic counters for the summary and metrics.
@@ -77,6 +85,8 @@ struct CoreStageCounters {
   // Conversions waiting in the state of the partitions owned at the last
   // commit (kept across the final revocation, for the exit summary).
   uint64_t pending = 0;
+  // Watermark advances of idle tasks (click_idle_timeout).
+  uint64_t idle_advances = 0;
   // Late clicks and conversions of committed batches (JoinCounters).
   uint64_t late_clicks = 0;
   uint64_t late_conversions = 0;
@@ -154,6 +164,9 @@ class CoreStage final : public PipelineStage {
   // Recomputes the standby set from the owned tasks and hands it to the
   // restorer (stores of tasks that leave it are closed).
   void UpdateStandbys();
+  // click_idle_timeout: advances the watermark of tasks whose clicks input
+  // has been idle (EndBatch).
+  absl::Status AdvanceIdleTasks(JoinSink& sink);
   // Applies the batch locally after the changelog transaction committed.
   absl::Status ApplyPrepared();
   // After every task's state is written: the dedup batch commits, the dedup

@@ -131,6 +131,7 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
   o.max_pending_conversions = config.processing.max_pending_conversions;
   o.changelog_topic = ChangelogTopicOf(config);
   o.num_standbys = static_cast<int>(config.processing.num_standbys);
+  o.click_idle_timeout = config.processing.click_idle_timeout;
   return o;
 }
 

@@ -183,6 +183,7 @@ const std::vector<KeySpec>& KeySpecs() {
       DurationKey("processing.pending_grace", FIELD(processing.pending_grace)),
       DurationKey("processing.max_click_lateness", FIELD(processing.max_click_lateness)),
       DurationKey("processing.max_conversion_lateness", FIELD(processing.max_conversion_lateness)),
+      DurationKey("processing.click_idle_timeout", FIELD(processing.click_idle_timeout)),
       IntegerKey("processing.max_pending_conversions", FIELD(processing.max_pending_conversions)),
       IntegerKey("processing.worker_threads", FIELD(processing.worker_threads)),
       DurationKey("processing.stop_when_idle", FIELD(processing.stop_when_idle)),
@@ -716,6 +717,8 @@ absl::Status ValidateConfig(const TallyConfig& c) {
                                 absl::ZeroDuration(), absl::Hours(24)));
   RETURN_IF_ERROR(CheckDuration("processing.max_conversion_lateness", p.max_conversion_lateness,
                                 absl::ZeroDuration(), absl::Hours(24 * 365)));
+  RETURN_IF_ERROR(CheckDuration("processing.click_idle_timeout", p.click_idle_timeout,
+                                absl::ZeroDuration(), absl::Hours(24)));
   RETURN_IF_ERROR(CheckRange("processing.max_pending_conversions", p.max_pending_conversions, 1,
                              1'000'000'000));
   RETURN_IF_ERROR(CheckRange("processing.worker_threads", p.worker_threads, 1, 256));

@@ -98,6 +98,10 @@ struct ProcessingOptions {
   // arrive and still find every click it could credit (click retention
   // follows the conversions input less this).
   absl::Duration max_conversion_lateness = absl::Hours(24);
+  // Zero: off. Positive: a partition whose clicks stop for this long (wall
+  // clock) has its click watermark advanced with wall time, so its pending
+  // conversions resolve (README, Semantics: the trade-off).
+  absl::Duration click_idle_timeout = absl::ZeroDuration();
   int64_t max_pending_conversions = 1'000'000;
   int worker_threads = 2;
   // Zero: run until signalled. Positive: exit cleanly once every assigned

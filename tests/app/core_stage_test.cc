@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,7 +57,8 @@ class CoreStageTest : public ::testing::Test {
     std::ofstream(dir_ / name) << text;
   }
 
-  std::unique_ptr<CoreStage> MakeStage() {
+  std::unique_ptr<CoreStage> MakeStage(
+      const std::function<void(CoreStageOptions&)>& tweak = nullptr) {
     auto offers = OffersCatalog::FromYaml(R"(
 defaults:
   attribution_window: 1d
@@ -74,6 +76,7 @@ defaults:
     o.fraud.ip_blocklist_file = (dir_ / "blocklist.txt").string();
     o.fraud.max_clicks_per_ip = 2;
     o.fraud.flood_table_slots = 1 << 10;
+    if (tweak) tweak(o);
     auto stage = CoreStage::Create(o, *offers);
     EXPECT_TRUE(stage.ok()) << stage.status();
     (*stage)->SetInputPartitionCount(2);
@@ -302,6 +305,58 @@ TEST_F(CoreStageTest, OutputsAfterAFloodVerdictAreHeldAndReleasedInOrder) {
     EXPECT_EQ(out.rejected[i].reason, RejectReason::kDuplicateClick);
   }
   ASSERT_TRUE(stage->CommitBatch(positions).ok());
+}
+
+// processing.click_idle_timeout: a partition whose clicks stop still decides
+// its pending conversions, its watermark advancing with wall time once the
+// clicks have been quiet for the timeout (batches of other partitions carry
+// the decision); without the timeout it waits for its next click.
+TEST_F(CoreStageTest, AnIdlePartitionDecidesItsPendingConversionsAfterTheIdleTimeout) {
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  auto stage = MakeStage([&](CoreStageOptions& o) {
+    o.click_idle_timeout = absl::Minutes(1);
+    o.clock = [&now] { return now; };
+  });
+  RecordingOutputs out;
+  // Partition 0: a click, then a conversion naming a click that never comes.
+  RunBatch(*stage, {MakeClick("a", kT0, "192.0.2.1")},
+           {MakeConversion("o1", "missing", kT0 + 1'000, ConversionStatus::kApproved)}, out);
+  EXPECT_TRUE(out.unattributed.empty());
+  // Traffic on partition 1 only.
+  auto other = [&](int64_t offset, TimestampMs ts) {
+    const EventSource source{"clicks", 1, offset, "k", "v"};
+    stage->OnClick(MakeClick("p1-" + std::to_string(offset), ts, "192.0.2.2"), source, out);
+    const std::vector<PipelineStage::Position> positions = {{"clicks", 1, offset + 1}};
+    ASSERT_TRUE(stage->EndBatch(positions, out).ok());
+    ASSERT_TRUE(stage->CommitBatch(positions).ok());
+  };
+  now += absl::Minutes(5);  // idle 4 min past the timeout: watermark kT0 + 4 min
+  other(0, kT0);
+  EXPECT_TRUE(out.unattributed.empty()) << "the grace (10 min) has not passed yet";
+  now += absl::Minutes(8);  // kT0 + 12 min > conversion + grace
+  other(1, kT0);
+  ASSERT_EQ(out.unattributed.size(), 1u);
+  EXPECT_EQ(out.unattributed[0].conversion.conversion_id, "o1");
+  EXPECT_EQ(out.unattributed[0].reason, UnattributedReason::kClickNotFound);
+  EXPECT_GE(stage->counters().idle_advances, 2u);
+  EXPECT_EQ(stage->counters().pending, 0u);
+}
+
+TEST_F(CoreStageTest, WithoutAnIdleTimeoutAQuietPartitionWaitsForItsNextClick) {
+  absl::Time now = absl::FromUnixSeconds(1'000'000);
+  auto stage = MakeStage([&](CoreStageOptions& o) { o.clock = [&now] { return now; }; });
+  RecordingOutputs out;
+  RunBatch(*stage, {MakeClick("a", kT0, "192.0.2.1")},
+           {MakeConversion("o1", "missing", kT0 + 1'000, ConversionStatus::kApproved)}, out);
+  now += absl::Hours(10);
+  const EventSource source{"clicks", 1, 0, "k", "v"};
+  stage->OnClick(MakeClick("b", kT0, "192.0.2.2"), source, out);
+  const std::vector<PipelineStage::Position> positions = {{"clicks", 1, 1}};
+  ASSERT_TRUE(stage->EndBatch(positions, out).ok());
+  ASSERT_TRUE(stage->CommitBatch(positions).ok());
+  EXPECT_TRUE(out.unattributed.empty());
+  EXPECT_EQ(stage->counters().idle_advances, 0u);
+  EXPECT_EQ(stage->counters().pending, 1u);
 }
 
 TEST_F(CoreStageTest, HorizonShorterThanAWindowIsRefused) {

@@ -116,6 +116,7 @@ processing:
   pending_grace: 2h
   max_click_lateness: 5s
   max_conversion_lateness: 3h
+  click_idle_timeout: 90s
   max_pending_conversions: 77
   worker_threads: 8
   stop_when_idle: 3s
@@ -174,6 +175,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->processing.pending_grace, absl::Hours(2));
   EXPECT_EQ(c->processing.max_click_lateness, absl::Seconds(5));
   EXPECT_EQ(c->processing.max_conversion_lateness, absl::Hours(3));
+  EXPECT_EQ(c->processing.click_idle_timeout, absl::Seconds(90));
   EXPECT_EQ(c->processing.max_pending_conversions, 77);
   EXPECT_EQ(c->processing.worker_threads, 8);
   EXPECT_EQ(c->processing.stop_when_idle, absl::Seconds(3));

@@ -62,5 +62,5 @@ if ! cmp -s "$WORK/outputs_a.txt" "$WORK/outputs_b.txt"; then
   diff "$WORK/outputs_a.txt" "$WORK/outputs_b.txt" | head -n 20 >&2
   exit 1
 fi
-[ "$(grep -c . "$WORK/outputs_a.txt")" -gt 1000 ] || { echo "too few outputs to compare" >&2; exit 1; }
+[ "$(grep -c . "$WORK/outputs_a.txt")" -gt 500 ] || { echo "too few outputs to compare" >&2; exit 1; }
 echo "PASS: identical sorted outputs ($(grep -c . "$WORK/outputs_a.txt") records)"

@@ -898,6 +898,9 @@ void CoreStage::UpdateStandbys() {
 
 void CoreStage::Activate(int32_t partition, Task& task) {
   JoinOptions join = options_.join;
+  // What the joiner may see is what the store keeps: one source of truth.
+  join.click_retention_ms = options_.state.click_retention_ms;
+  join.max_conversion_lateness_ms = options_.state.conversion_lateness_ms;
   join.max_pending_conversions =
       options_.max_pending_conversions <= 0
           ? 0

@@ -126,8 +126,6 @@ CoreStageOptions MakeCoreStageOptions(const TallyConfig& config, const OffersCat
                     : AttributionMode::kClickId;
   o.join.pending_grace_ms = grace_ms;
   o.join.max_click_lateness_ms = absl::ToInt64Milliseconds(config.processing.max_click_lateness);
-  o.join.max_conversion_lateness_ms = o.state.conversion_lateness_ms;
-  o.join.click_retention_ms = o.state.click_retention_ms;
   o.max_pending_conversions = config.processing.max_pending_conversions;
   o.changelog_topic = ChangelogTopicOf(config);
   o.num_standbys = static_cast<int>(config.processing.num_standbys);

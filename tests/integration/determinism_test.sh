@@ -6,7 +6,8 @@
 # directory, changelog and output topics) that read it very differently —
 # small fetches and batches against large ones. Both must be EXACT MATCH for
 # tally-verify's oracle, and their sorted output topics must be identical
-# byte for byte.
+# byte for byte. A second run of the first in its group finds everything
+# committed (in user_id mode this test stands in for the pipeline test).
 #
 # Flood bursts are left out of this input: WHICH click of a burst exceeds
 # the per-IP limit depends on how the partitions interleave (the count is
@@ -43,6 +44,19 @@ run_tally run_b "${common[@]}" --set group_id=det-b --set instance_id=det-b \
     --set topics.commissions=b-commissions --set topics.rejected=b-rejected \
     --set topics.unattributed=b-unattributed \
     --set processing.batch_max_messages=20000 --set consumer.fetch.max.bytes=52428800
+
+# Run a again in its own group and state directory: everything was committed,
+# nothing is consumed or emitted twice after a clean exit.
+run_tally run_a2 "${common[@]}" --set group_id=det-a --set instance_id=det-a \
+    --set "state.dir=$WORK/state-a" --set topics.changelog=det-a-changelog \
+    --set processing.stop_when_idle=1s
+for field in clicks_in conversions_in commissions_out; do
+  value=$(json_field "$WORK/run_a2.summary.json" "$field")
+  if [ "$value" != 0 ]; then
+    echo "second run of a: $field=$value, expected 0 (everything was committed)" >&2
+    exit 1
+  fi
+done
 
 verify_pipeline "$WORK/run_a.summary.json" --attribution-key "$KEY_MODE" \
     --dump-outputs "$WORK/outputs_a.txt"

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "processor/common/log.h"
 #include "processor/dedup/dedup_key.h"
+#include "processor/join/records.h"
 #include "processor/kafka/kafka.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
@@ -184,11 +185,7 @@ struct CoreStage::Task {
 // producer needs (an EventSource's views live only for the stage call).
 struct CoreStage::HeldOutput {
   struct Rejection {
-    std::string topic;
-    int32_t partition = -1;
-    int64_t offset = -1;
-    std::string key;
-    std::string value;
+    StoredSource source;  // the joiner's owned copy of a message's origin
     RejectReason reason = RejectReason::kInvalidValue;
     std::string detail;
   };
@@ -217,11 +214,11 @@ class CoreStage::VerdictsFirst final : public Outputs {
   void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
     if (!stage_.error_.ok()) return;
     if (!stage_.HoldsOutputs()) return out_.Reject(source, reason, detail);
-    stage_.Hold(
-        HeldOutput{HeldOutput::Rejection{std::string(source.topic), source.partition, source.offset,
-                                         std::string(source.key), std::string(source.value), reason,
-                                         std::string(detail)}},
-        out_);
+    stage_.Hold(HeldOutput{HeldOutput::Rejection{
+                    StoredSource{std::string(source.topic), source.partition, source.offset,
+                                 std::string(source.key), std::string(source.value)},
+                    reason, std::string(detail)}},
+                out_);
   }
   void Unattributed(const UnattributedConversion& conversion) override {
     if (!stage_.error_.ok()) return;
@@ -332,7 +329,8 @@ void CoreStage::ReleaseHeld(Outputs& producer) {
     Outputs& out;
     void operator()(const tally::Commission& c) const { out.Commission(c); }
     void operator()(const HeldOutput::Rejection& r) const {
-      out.Reject(EventSource{r.topic, r.partition, r.offset, r.key, r.value}, r.reason, r.detail);
+      const StoredSource& s = r.source;
+      out.Reject(EventSource{s.topic, s.partition, s.offset, s.key, s.value}, r.reason, r.detail);
     }
     void operator()(const UnattributedConversion& u) const { out.Unattributed(u); }
   };

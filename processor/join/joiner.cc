@@ -111,8 +111,8 @@ absl::Status Joiner::ResolvePassed(TimestampMs before, JoinSink& sink) {
     // Conversions with before <= ts < now: their first candidates are all
     // here now (any click up to ts arrives before the watermark passes ts,
     // unless it is later than max_click_lateness).
-    const TimestampMs from = before == kNoWatermark ? kNoWatermark : before;
-    for (const TaskStore::PendingRef& ref : store_->PendingBetween(from, now)) {
+    // (before == kNoWatermark, the lowest time: every pending conversion.)
+    for (const TaskStore::PendingRef& ref : store_->PendingBetween(before, now)) {
       TALLY_RETURN_IF_ERROR(TryResolvePending(ref, sink));
     }
   }

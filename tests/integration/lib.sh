@@ -104,3 +104,16 @@ verify_pipeline() {
       --ip-blocklist-file "$SRC_DIR/deploy/config/ip_blocklist.txt" \
       --processor-summary "$summary" "$@" | tee "$WORK/verify.txt"
 }
+
+# expect_nothing_consumed SUMMARY WHO: a run that found everything committed
+# (a second run in the same group and state directory after a clean exit).
+expect_nothing_consumed() {
+  local field value
+  for field in clicks_in conversions_in commissions_out; do
+    value=$(json_field "$1" "$field")
+    if [ "$value" != 0 ]; then
+      echo "$2: $field=$value, expected 0 (everything was committed)" >&2
+      exit 1
+    fi
+  done
+}

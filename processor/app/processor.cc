@@ -436,6 +436,7 @@ class Processor::Impl final : public Outputs,
     for (int32_t p : touched) {
       if (IsWhole(p) && !tasks_.contains(p)) whole.push_back(p);
     }
+    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
     TALLY_LOG(kInfo, kLog, "assigned ", partitions.size(), " partitions; ", whole.size(),
               " new tasks");
     for (int32_t p : whole) {
@@ -486,6 +487,7 @@ class Processor::Impl final : public Outputs,
     for (int32_t p : touched) {
       if (tasks_.erase(p) > 0) closed.push_back(p);
     }
+    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
     if (assigned_.empty()) joined_ = false;  // an eager rebalance is under way
     if (commit_blocked_) {
       std::erase_if(uncommitted_, [this](const auto& e) { return !assigned_.contains(e.first); });
@@ -1214,8 +1216,10 @@ class Processor::Impl final : public Outputs,
     if (options_.health != nullptr) options_.health->SetReady(false, "shutting down");
     metrics_.ready.Set(0);
     // Every committed batch was flushed already; this only covers outputs
-    // of nothing (kept as a bound). The consumer is closed either way, so
-    // the group rebalances now rather than after the session timeout.
+    // of nothing (kept as a bound). A static member (group.instance.id)
+    // sends no LeaveGroup on close (KIP-345): its partitions move only when
+    // its session times out, so a restart within it moves nothing, and a
+    // scale-down leaves them unowned until then.
     absl::Status flushed = producer_->Flush(options_.shutdown_timeout);
     if (!flushed.ok()) TALLY_LOG(kWarning, kLog, "final flush: ", flushed.ToString());
     absl::Status closed = consumer_->Close();

@@ -53,6 +53,14 @@ struct Testee {
   }
 };
 
+// The value of an unlabelled gauge; -1 when the registry has no such family.
+double GaugeValue(prometheus::Registry& registry, const std::string& name) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name == name && !family.metric.empty()) return family.metric[0].gauge.value;
+  }
+  return -1;
+}
+
 class ProcessorTest : public ::testing::Test {
  protected:
   ProcessorTest() : factory_(&cluster_) {
@@ -542,6 +550,8 @@ TEST_F(ProcessorTest, HalfTaskWaitsForItsPartner) {
   bool switched = false;
   std::set<std::string> before_switch;
   std::optional<int64_t> clicks0_before_switch;
+  double assigned_before_switch = -1;
+  Testee* testee = nullptr;
   cluster_.SetHook([&](Point p) {
     if (p != Point::kAfterCommit || switched) return;
     if (cluster_.Committed(kGroup, "clicks", 1) != cluster_.EndOffset("clicks", 1) ||
@@ -551,14 +561,19 @@ TEST_F(ProcessorTest, HalfTaskWaitsForItsPartner) {
     switched = true;
     before_switch = CommissionedConversions();
     clicks0_before_switch = cluster_.Committed(kGroup, "clicks", 0);
+    assigned_before_switch = GaugeValue(*testee->registry, "tally_assigned_partitions");
     cluster_.SetAssignor(nullptr);
     cluster_.Rebalance(kGroup);
   });
   auto t = MakeTestee();
   ASSERT_NE(t, nullptr);
+  testee = t.get();
   absl::Status s = t->processor->Run();
   ASSERT_TRUE(s.ok()) << s;
   ASSERT_TRUE(switched);
+  // Regression: the gauge was registered and never set (always 0).
+  EXPECT_EQ(assigned_before_switch, 3);
+  EXPECT_EQ(GaugeValue(*t->registry, "tally_assigned_partitions"), 0);  // closed: revoked
   for (const std::string& id : before_switch) EXPECT_FALSE(partition0.contains(id)) << id;
   EXPECT_EQ(before_switch.size(), expected_conversions_.size() - partition0.size());
   EXPECT_FALSE(clicks0_before_switch.has_value());

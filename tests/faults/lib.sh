@@ -48,6 +48,7 @@ wait_for() {
 # start_devbroker_ctl PARTITIONS -> BOOTSTRAP, CONTROL_PORT, DEVBROKER_PID
 start_devbroker_ctl() {
   local partitions=$1
+  DEVBROKER_PARTITIONS=$partitions
   rm -f "$WORK/bootstrap" "$WORK/control_port"
   "$BIN_DIR/tally-devbroker" --partitions "$partitions" --bootstrap-file "$WORK/bootstrap" \
       --control-port-file "$WORK/control_port" \
@@ -249,18 +250,31 @@ scrape() {
 
 # wait_drained SECONDS_QUIET LIMIT NAME...: after the load is done, waits
 # until no instance has consumed anything for SECONDS_QUIET seconds (the sum
-# of tally_input_messages_total over the instances is unchanged), at most
-# LIMIT seconds. The mock broker offers no consumer-lag query, and restarted
-# instances reset their counters, hence "quiet" rather than "equal to".
+# of tally_input_messages_total over the instances is unchanged) while the
+# named instances together own every input partition and restore nothing, at
+# most LIMIT seconds. The mock broker offers no consumer-lag query, and
+# restarted instances reset their counters, hence "quiet" rather than "equal
+# to". Ownership matters: a static member that leaves (SIGTERM) keeps its
+# partitions until its session times out, so its share of the input is
+# quiet, not drained, until a live instance is assigned it.
 wait_drained() {
   local quiet=$1 limit=$2
   shift 2
-  local last="" same=0 total n
+  local last="" same=0 total n v assigned restoring
+  local want=$((2 * ${DEVBROKER_PARTITIONS:-0}))
   local end=$(($(date +%s) + limit))
   while [ "$(date +%s)" -lt "$end" ]; do
-    total=""
-    for n in "$@"; do total="$total/$(scrape "$n" tally_input_messages_total)"; done
-    if [ "$total" = "$last" ]; then
+    total="" assigned=0 restoring=0
+    for n in "$@"; do
+      total="$total/$(scrape "$n" tally_input_messages_total)"
+      v=$(scrape "$n" tally_assigned_partitions)
+      assigned=$((assigned + ${v:-0}))
+      v=$(scrape "$n" tally_restoring_tasks)
+      restoring=$((restoring + ${v:-0}))
+    done
+    total="$total assigned=$assigned restoring=$restoring"
+    if [ "$total" = "$last" ] && { [ "$want" = 0 ] || [ "$assigned" = "$want" ]; } &&
+        [ "$restoring" = 0 ]; then
       same=$((same + 1))
       [ "$same" -ge "$quiet" ] && return 0
     else

@@ -436,7 +436,6 @@ class Processor::Impl final : public Outputs,
     for (int32_t p : touched) {
       if (IsWhole(p) && !tasks_.contains(p)) whole.push_back(p);
     }
-    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
     TALLY_LOG(kInfo, kLog, "assigned ", partitions.size(), " partitions; ", whole.size(),
               " new tasks");
     for (int32_t p : whole) {
@@ -487,7 +486,6 @@ class Processor::Impl final : public Outputs,
     for (int32_t p : touched) {
       if (tasks_.erase(p) > 0) closed.push_back(p);
     }
-    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
     if (assigned_.empty()) joined_ = false;  // an eager rebalance is under way
     if (commit_blocked_) {
       std::erase_if(uncommitted_, [this](const auto& e) { return !assigned_.contains(e.first); });
@@ -639,8 +637,10 @@ class Processor::Impl final : public Outputs,
   // counted. Kafka never assigns half a task with the range assignor and
   // co-partitioned topics; this guards against another assignor, members
   // subscribed to different topics, or a partition count changed at run
-  // time.
+  // time. Both rebalance callbacks end here, so the assignment gauges are
+  // set here too.
   void ReviewHalfTasks() {
+    metrics_.assigned.Set(static_cast<double>(assigned_.size()));
     int64_t halves = 0;
     for (const kafka::TopicPartition& tp : assigned_) {
       if (IsWhole(tp.partition)) continue;

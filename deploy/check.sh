@@ -43,8 +43,8 @@ done
 echo "promtool $(promtool --version 2>&1 | awk 'NR==1{print $3}'), kubectl $(kubectl version --client 2>/dev/null | awk '/Client/{print $3}'), node $(node --version)"
 
 step "1. alert rules"
-promtool check rules "$here/prometheus/alerts.yaml"
-(cd "$here/prometheus" && promtool test rules alerts_test.yaml)
+promtool check rules "$here/prometheus/alerts.yaml" "$here/prometheus/recording.yaml"
+(cd "$here/prometheus" && promtool test rules alerts_test.yaml recording_test.yaml)
 node "$validate" alerts "$here/prometheus/alerts.yaml" "$here/prometheus/alerts_test.yaml" "$root/docs/runbook.md"
 
 step "2. generated PrometheusRule"

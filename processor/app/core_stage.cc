@@ -131,7 +131,42 @@ struct CoreStage::Metrics {
                              .Register(r)
                              .Add({})),
         reload_ok(fraud_reloads.Add({{"result", "ok"}})),
-        reload_failed(fraud_reloads.Add({{"result", "failed"}})) {}
+        reload_failed(fraud_reloads.Add({{"result", "failed"}})),
+        oldest_pending_age(prometheus::BuildGauge()
+                               .Name("tally_oldest_pending_conversion_age_seconds")
+                               .Help("Wall clock minus the event time of the oldest conversion "
+                                     "waiting for a late click (0 when none waits)")
+                               .Register(r)
+                               .Add({})),
+        sst_bytes(
+            Gauge(r, "tally_rocksdb_sst_files_bytes", "Size of the SST files of all state stores")),
+        memtable_bytes(
+            Gauge(r, "tally_rocksdb_memtable_bytes", "Memtable memory of all state stores")),
+        pending_compaction_bytes(Gauge(r, "tally_rocksdb_pending_compaction_bytes",
+                                       "Bytes RocksDB estimates compaction must rewrite, all "
+                                       "state stores")),
+        running_compactions(Gauge(r, "tally_rocksdb_running_compactions",
+                                  "Compactions running now, all state stores")),
+        stalled_stores(Gauge(r, "tally_rocksdb_stalled_stores",
+                             "State stores whose writes are stopped or delayed now")),
+        open_stores(Gauge(r, "tally_state_open_stores",
+                          "RocksDB stores open (tasks, restores and standbys)")),
+        block_cache_hits(Counter(r, "tally_rocksdb_block_cache_hits_total",
+                                 "Block cache lookups that hit (hit ratio: hits / (hits + "
+                                 "misses))")),
+        block_cache_misses(Counter(r, "tally_rocksdb_block_cache_misses_total",
+                                   "Block cache lookups that missed")),
+        stall_seconds(Counter(r, "tally_rocksdb_write_stall_seconds_total",
+                              "Time writers to the state stores spent stalled")),
+        compaction_written(Counter(r, "tally_rocksdb_compaction_written_bytes_total",
+                                   "Bytes written by compactions")) {}
+
+  static prometheus::Gauge& Gauge(prometheus::Registry& r, const char* name, const char* help) {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+  }
+  static prometheus::Counter& Counter(prometheus::Registry& r, const char* name, const char* help) {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+  }
 
   static void Advance(prometheus::Counter& counter, uint64_t now, uint64_t* last) {
     if (now > *last) counter.Increment(static_cast<double>(now - *last));
@@ -153,9 +188,21 @@ struct CoreStage::Metrics {
   prometheus::Counter& late_conversions;
   prometheus::Counter& reload_ok;
   prometheus::Counter& reload_failed;
+  prometheus::Gauge& oldest_pending_age;
+  prometheus::Gauge& sst_bytes;
+  prometheus::Gauge& memtable_bytes;
+  prometheus::Gauge& pending_compaction_bytes;
+  prometheus::Gauge& running_compactions;
+  prometheus::Gauge& stalled_stores;
+  prometheus::Gauge& open_stores;
+  prometheus::Counter& block_cache_hits;
+  prometheus::Counter& block_cache_misses;
+  prometheus::Counter& stall_seconds;
+  prometheus::Counter& compaction_written;
+  uint64_t last_hits = 0, last_misses = 0, last_stall_micros = 0, last_compaction_written = 0;
+  absl::Time last_sample = absl::InfinitePast();
   uint64_t last_state_gaps = 0, last_restored = 0, last_late_clicks = 0, last_late_conversions = 0;
-  uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0,
-           last_reloads = 0, last_reload_failures = 0;
+  uint64_t last_replayed = 0, last_lookups = 0, last_evictions = 0, last_overflows = 0;
 };
 
 struct CoreStage::Task {
@@ -277,7 +324,13 @@ void CoreStage::SetInputPartitionCount(int32_t partitions) {
   stores_->SetExpectedStoreCount(input_partitions_);
 }
 
-absl::Status CoreStage::ReloadFraudRules() { return fraud_->Reload(); }
+absl::Status CoreStage::ReloadFraudRules() {
+  absl::Status s = fraud_->Reload();
+  // Counted here, on the signal thread, when it happens (prometheus-cpp's
+  // counters are atomic): an idle instance shows the reload at once.
+  if (metrics_ != nullptr) (s.ok() ? metrics_->reload_ok : metrics_->reload_failed).Increment();
+  return s;
+}
 
 CoreStageCounters CoreStage::counters() const { return counters_; }
 
@@ -767,8 +820,42 @@ void CoreStage::PublishMetrics() {
                    &m.last_evictions);
   const FraudCounters f = fraud_->counters();
   Metrics::Advance(m.flood_overflows, f.flood_table_overflows, &m.last_overflows);
-  Metrics::Advance(m.reload_ok, f.reloads, &m.last_reloads);
-  Metrics::Advance(m.reload_failed, f.reload_failures, &m.last_reload_failures);
+}
+
+void CoreStage::PublishSampledMetrics() {
+  if (metrics_ == nullptr) return;
+  Metrics& m = *metrics_;
+  const absl::Time now = options_.clock();
+  // Once a second, batch or no batch: the age grows while nothing arrives,
+  // and RocksDB's compactions change its figures between batches.
+  if (now - m.last_sample < absl::Seconds(1)) return;
+  m.last_sample = now;
+  std::optional<TimestampMs> oldest;
+  for (const auto& [partition, task] : tasks_) {
+    if (task->restoring) continue;  // its store belongs to the restorer's thread
+    absl::StatusOr<std::optional<TaskStore::PendingRef>> ref = task->store->OldestPending();
+    if (ref.ok() && ref->has_value() && (!oldest.has_value() || (*ref)->event_time_ms < *oldest)) {
+      oldest = (*ref)->event_time_ms;
+    }
+  }
+  const double age =
+      oldest.has_value() ? static_cast<double>(absl::ToUnixMillis(now) - *oldest) / 1000.0 : 0.0;
+  m.oldest_pending_age.Set(std::max(0.0, age));
+  const StateStoreStats st = stores_->Stats();
+  m.sst_bytes.Set(static_cast<double>(st.sst_bytes));
+  m.memtable_bytes.Set(static_cast<double>(st.memtable_bytes));
+  m.pending_compaction_bytes.Set(static_cast<double>(st.pending_compaction_bytes));
+  m.running_compactions.Set(static_cast<double>(st.running_compactions));
+  m.stalled_stores.Set(static_cast<double>(st.stalled_stores));
+  m.open_stores.Set(st.open_stores);
+  m.cache_bytes.Set(static_cast<double>(stores_->cache_usage_bytes()));
+  Metrics::Advance(m.block_cache_hits, st.block_cache_hits, &m.last_hits);
+  Metrics::Advance(m.block_cache_misses, st.block_cache_misses, &m.last_misses);
+  if (st.stall_micros > m.last_stall_micros) {
+    m.stall_seconds.Increment(static_cast<double>(st.stall_micros - m.last_stall_micros) / 1e6);
+  }
+  m.last_stall_micros = st.stall_micros;
+  Metrics::Advance(m.compaction_written, st.compaction_bytes_written, &m.last_compaction_written);
 }
 
 void CoreStage::PublishRestoreMetrics() {
@@ -925,7 +1012,10 @@ int CoreStage::RestoringTasks() const {
 
 std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32_t>* ready) {
   std::vector<Position> positions;
-  if (restorer_ == nullptr) return positions;
+  if (restorer_ == nullptr) {
+    PublishSampledMetrics();
+    return positions;
+  }
   // Each activation rebuilds the shared dedup and flood tables from every
   // open task (seconds with millions of keys), so tasks restored close
   // together are activated together: once no restore is left, or once the
@@ -933,6 +1023,7 @@ std::vector<PipelineStage::Position> CoreStage::TakeReadyTasks(std::vector<int32
   // meanwhile; only the restored ones wait).
   constexpr absl::Duration kActivationHold = absl::Seconds(1);
   PublishRestoreMetrics();
+  PublishSampledMetrics();
   for (RestoreResult& r : restorer_->TakeFinished()) {
     if (restored_.empty()) restored_since_ = absl::Now();
     restored_.push_back(std::move(r));

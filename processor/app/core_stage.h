@@ -95,8 +95,10 @@ struct CoreStageCounters {
 class CoreStage final : public PipelineStage {
  public:
   // Metrics (tally_pending_conversions, tally_dedup_*, tally_fraud_*,
-  // tally_state_*) are registered in `registry` when it is not null; they
-  // are refreshed once per committed batch.
+  // tally_state_*, tally_rocksdb_*) are registered in `registry` when it is
+  // not null. Counters of events in a batch move when the batch commits (a
+  // replayed batch counts once); fraud rule reloads when they happen;
+  // sampled gauges (pending age, RocksDB) once a second, idle or not.
   // `restorer` (with a changelog) rebuilds each newly assigned task from
   // the changelog before the task is ready; null: tasks are ready at once.
   static absl::StatusOr<std::unique_ptr<CoreStage>> Create(
@@ -157,6 +159,9 @@ class CoreStage final : public PipelineStage {
   // order (drops them if the journal write failed: the batch fails).
   void ReleaseHeld(Outputs& producer);
   void PublishMetrics();
+  // The oldest pending conversion's age and RocksDB's statistics, at most
+  // once a second, from every loop iteration (via TakeReadyTasks).
+  void PublishSampledMetrics();
   void CountPending();
   // The task's store is complete: its joiner starts and the shared tables
   // learn its state.

@@ -85,6 +85,10 @@ ProcessorOptions MakeProcessorOptions(const TallyConfig& config) {
   options.batch_max_time = config.processing.batch_max_time;
   options.stop_when_idle = config.processing.stop_when_idle;
   options.shutdown_timeout = config.shutdown.timeout;
+  for (const std::string& code : MetricCurrencyCodes(config)) {
+    Currency currency;
+    if (Currency::Parse(code, &currency)) options.metric_currencies.push_back(currency);
+  }
   return options;
 }
 

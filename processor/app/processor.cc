@@ -34,6 +34,29 @@ constexpr char kLog[] = "processor";
 
 enum class InputKind { kClick, kConversion };
 
+constexpr size_t kStatuses = 3;             // ConversionStatus
+constexpr size_t kModels = 5;               // AttributionModel
+constexpr size_t kUnattributedReasons = 3;  // UnattributedReason
+static_assert(static_cast<size_t>(ConversionStatus::kReversed) + 1 == kStatuses);
+static_assert(static_cast<size_t>(AttributionModel::kPositionBased) + 1 == kModels);
+static_assert(static_cast<size_t>(UnattributedReason::kNoUserClicks) + 1 == kUnattributedReasons);
+
+// The stages of a batch, in order (tally_batch_stage_duration_seconds).
+enum class BatchStage : uint8_t {
+  kDecode,        // payload -> Click / Conversion, summed over the batch
+  kPipeline,      // dedup, fraud filter, joiner, summed over the batch
+  kAdvance,       // end of batch: watermarks, timers, held outputs
+  kChangelog,     // changelog records of the batch's state changes
+  kFlush,         // waiting for every output to be acknowledged
+  kTransaction,   // send_offsets_to_transaction + commit_transaction
+  kStateCommit,   // task state made durable (RocksDB write + fsync)
+  kOffsetCommit,  // at-least-once: the input offsets
+};
+constexpr size_t kBatchStageCount = static_cast<size_t>(BatchStage::kOffsetCommit) + 1;
+constexpr const char* kBatchStageNames[kBatchStageCount] = {
+    "decode", "pipeline",    "advance",      "changelog",
+    "flush",  "transaction", "state_commit", "offset_commit"};
+
 // All metrics of the processing loop, registered once; labelled children are
 // created up front and kept (a child lookup costs microseconds, an increment
 // nanoseconds).
@@ -152,11 +175,116 @@ struct LoopMetrics {
         input_bytes_conversion(&input_bytes.Add({{"kind", "conversion"}})),
         out_commissions(&outputs.Add({{"topic", "commissions"}})),
         out_rejected(&outputs.Add({{"topic", "rejected"}})),
-        out_unattributed(&outputs.Add({{"topic", "unattributed"}})) {
+        out_unattributed(&outputs.Add({{"topic", "unattributed"}})),
+        event_latency(prometheus::BuildHistogram()
+                          .Name("tally_output_event_latency_seconds")
+                          .Help("Event time of the conversion an output is about to the moment "
+                                "it is handed to the producer, by output topic (includes the "
+                                "time a conversion waited for its click)")
+                          .Register(registry)),
+        latency_commissions(&event_latency.Add({{"topic", "commissions"}}, LatencyBuckets())),
+        latency_unattributed(&event_latency.Add({{"topic", "unattributed"}}, LatencyBuckets())),
+        commissions(prometheus::BuildCounter()
+                        .Name("tally_commissions_total")
+                        .Help("Commission records produced, by conversion status and "
+                              "attribution model")
+                        .Register(registry)),
+        commission_value(prometheus::BuildCounter()
+                             .Name("tally_commission_value_minor_units_total")
+                             .Help("Absolute payout of the commission records produced, in minor "
+                                   "units, by currency (metrics.currencies, else \"other\"), "
+                                   "status and model; reversals count under status reversed")
+                             .Register(registry)),
+        unattributed(prometheus::BuildCounter()
+                         .Name("tally_unattributed_total")
+                         .Help("Conversions sent to the unattributed topic, by reason")
+                         .Register(registry)),
+        broker_rtt_avg(prometheus::BuildGauge()
+                           .Name("tally_kafka_broker_rtt_avg_seconds")
+                           .Help("Mean request round trip to each broker over the last "
+                                 "statistics interval (consumer connections)")
+                           .Register(registry)),
+        broker_rtt_p99(prometheus::BuildGauge()
+                           .Name("tally_kafka_broker_rtt_p99_seconds")
+                           .Help("99th percentile request round trip to each broker, last "
+                                 "statistics interval (consumer connections)")
+                           .Register(registry)),
+        broker_in_flight(prometheus::BuildGauge()
+                             .Name("tally_kafka_broker_requests_in_flight")
+                             .Help("Requests sent to each broker awaiting a response (consumer)")
+                             .Register(registry)),
+        broker_waiting(prometheus::BuildGauge()
+                           .Name("tally_kafka_broker_requests_waiting")
+                           .Help("Requests queued to be sent to each broker (consumer)")
+                           .Register(registry)),
+        fetch_queue(prometheus::BuildGauge()
+                        .Name("tally_kafka_consumer_fetch_queue_messages")
+                        .Help("Messages fetched from the assigned partitions and not yet polled")
+                        .Register(registry)
+                        .Add({})),
+        producer_queue(prometheus::BuildGauge()
+                           .Name("tally_kafka_producer_queue_messages")
+                           .Help("Messages produced and not yet acknowledged or failed "
+                                 "(outputs and changelog)")
+                           .Register(registry)
+                           .Add({})),
+        stage_seconds(prometheus::BuildHistogram()
+                          .Name("tally_batch_stage_duration_seconds")
+                          .Help("Wall time of each stage of a batch (decode and pipeline summed "
+                                "over its messages)")
+                          .Register(registry)) {
     for (RejectReason reason : AllRejectReasons()) {
       rejected_by_reason[static_cast<size_t>(reason)] =
           &rejected.Add({{"reason", std::string(RejectReasonName(reason))}});
     }
+    for (size_t status = 0; status < kStatuses; ++status) {
+      for (size_t model = 0; model < kModels; ++model) {
+        commissions_by[status][model] = &commissions.Add(
+            {{"status", ConversionStatusName(static_cast<ConversionStatus>(status))},
+             {"model", AttributionModelName(static_cast<AttributionModel>(model))}});
+      }
+    }
+    for (size_t reason = 0; reason < kUnattributedReasons; ++reason) {
+      unattributed_by_reason[reason] = &unattributed.Add(
+          {{"reason", UnattributedReasonName(static_cast<UnattributedReason>(reason))}});
+    }
+    for (size_t stage = 0; stage < kBatchStageCount; ++stage) {
+      stage_by[stage] = &stage_seconds.Add(
+          {{"stage", kBatchStageNames[stage]}},
+          prometheus::Histogram::BucketBoundaries{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                  0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+    }
+  }
+
+  static prometheus::Histogram::BucketBoundaries LatencyBuckets() {
+    // From a fast path (milliseconds) to conversions that waited for a late
+    // click or were replayed after an outage (an hour).
+    return {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600};
+  }
+
+  // Commission value children per (currency slot, status, model), created
+  // on first use: the slots are the configured currencies and "other", so
+  // the series stay bounded whatever currencies the input carries.
+  prometheus::Counter& CommissionValue(const std::vector<Currency>& currencies,
+                                       const tally::Commission& c) {
+    size_t slot = currencies.size();
+    for (size_t i = 0; i < currencies.size(); ++i) {
+      if (currencies[i] == c.payout.currency) {
+        slot = i;
+        break;
+      }
+    }
+    if (value_by.size() <= slot) value_by.resize(currencies.size() + 1);
+    const auto status = static_cast<size_t>(c.status);
+    const auto model = static_cast<size_t>(c.model);
+    prometheus::Counter*& counter = value_by[slot][status][model];
+    if (counter == nullptr) {
+      counter = &commission_value.Add(
+          {{"currency", slot < currencies.size() ? std::string(currencies[slot].code()) : "other"},
+           {"status", ConversionStatusName(c.status)},
+           {"model", AttributionModelName(c.model)}});
+    }
+    return *counter;
   }
 
   prometheus::Family<prometheus::Counter>& input;
@@ -191,6 +319,48 @@ struct LoopMetrics {
   prometheus::Counter* out_rejected;
   prometheus::Counter* out_unattributed;
   std::array<prometheus::Counter*, kRejectReasonCount> rejected_by_reason{};
+  prometheus::Family<prometheus::Histogram>& event_latency;
+  prometheus::Histogram* latency_commissions;
+  prometheus::Histogram* latency_unattributed;
+  prometheus::Family<prometheus::Counter>& commissions;
+  prometheus::Family<prometheus::Counter>& commission_value;
+  prometheus::Family<prometheus::Counter>& unattributed;
+  prometheus::Family<prometheus::Gauge>& broker_rtt_avg;
+  prometheus::Family<prometheus::Gauge>& broker_rtt_p99;
+  prometheus::Family<prometheus::Gauge>& broker_in_flight;
+  prometheus::Family<prometheus::Gauge>& broker_waiting;
+  prometheus::Gauge& fetch_queue;
+  prometheus::Gauge& producer_queue;
+  prometheus::Family<prometheus::Histogram>& stage_seconds;
+  std::array<std::array<prometheus::Counter*, kModels>, kStatuses> commissions_by{};
+  std::vector<std::array<std::array<prometheus::Counter*, kModels>, kStatuses>> value_by;
+  std::array<prometheus::Counter*, kUnattributedReasons> unattributed_by_reason{};
+  std::array<prometheus::Histogram*, kBatchStageCount> stage_by{};
+};
+
+// Wall time of a batch's stages, observed once per batch.
+class StageClock {
+ public:
+  explicit StageClock(LoopMetrics& metrics) : metrics_(metrics) {}
+  // Adds the time since the last Lap (or construction) to `stage`.
+  void Lap(BatchStage stage) {
+    const absl::Time now = absl::Now();
+    spent_[static_cast<size_t>(stage)] += now - last_;
+    last_ = now;
+  }
+  // Observes every stage that ran. Called once, when the batch committed.
+  void Observe() {
+    for (size_t stage = 0; stage < kBatchStageCount; ++stage) {
+      if (spent_[stage] > absl::ZeroDuration()) {
+        metrics_.stage_by[stage]->Observe(absl::ToDoubleSeconds(spent_[stage]));
+      }
+    }
+  }
+
+ private:
+  LoopMetrics& metrics_;
+  absl::Time last_ = absl::Now();
+  std::array<absl::Duration, kBatchStageCount> spent_{};
 };
 
 // Replayable() decides by the Kafka error class in a status's payload:
@@ -239,7 +409,30 @@ class Processor::Impl final : public Outputs,
         metrics_(registry),
         click_decoder_(options_.clicks_format, options_.limits),
         conversion_decoder_(options_.conversions_format, options_.limits),
-        encoder_(options_.output_format) {}
+        encoder_(options_.output_format) {
+    // Every (operation, class) child exists from the start, at 0: a rate()
+    // over a counter that appears with its first error misses that error,
+    // and dashboards would show "no data" instead of none.
+    constexpr std::string_view kOperations[] = {"consume",
+                                                "commit",
+                                                "seek",
+                                                "pause",
+                                                "resume",
+                                                "produce",
+                                                "flush",
+                                                "begin_transaction",
+                                                "send_offsets",
+                                                "commit_transaction",
+                                                "abort_transaction"};
+    constexpr kafka::ErrorClass kClasses[] = {
+        kafka::ErrorClass::kRetriable, kafka::ErrorClass::kFatal, kafka::ErrorClass::kFenced,
+        kafka::ErrorClass::kAbortable, kafka::ErrorClass::kPermanent};
+    for (std::string_view operation : kOperations) {
+      for (kafka::ErrorClass error_class : kClasses) {
+        KafkaErrorCounter(operation, std::string(kafka::ErrorClassName(error_class)));
+      }
+    }
+  }
 
   ~Impl() {
     // The consumer goes first, while everything its close can reach (the
@@ -387,6 +580,14 @@ class Processor::Impl final : public Outputs,
     encoder_.Encode(commission, &scratch_);
     ProduceOrRemember(options_.topics.commissions, commission.commission_id);
     metrics_.out_commissions->Increment();
+    metrics_
+        .commissions_by[static_cast<size_t>(commission.status)]
+                       [static_cast<size_t>(commission.model)]
+        ->Increment();
+    const int64_t minor = commission.payout.minor;
+    metrics_.CommissionValue(options_.metric_currencies, commission)
+        .Increment(static_cast<double>(minor < 0 ? -minor : minor));
+    ObserveEventLatency(*metrics_.latency_commissions, commission.conversion_time_ms);
     ++pending_summary_.commissions_out;
   }
 
@@ -414,7 +615,15 @@ class Processor::Impl final : public Outputs,
         options_.attribution_key == AttributionKey::kUserId ? c.user_id : c.click_id;
     ProduceOrRemember(options_.topics.unattributed, key);
     metrics_.out_unattributed->Increment();
+    metrics_.unattributed_by_reason[static_cast<size_t>(unattributed.reason)]->Increment();
+    ObserveEventLatency(*metrics_.latency_unattributed, c.event_time_ms);
     ++pending_summary_.unattributed_out;
+  }
+
+  // Event time to now; an event time ahead of this clock counts as 0.
+  static void ObserveEventLatency(prometheus::Histogram& histogram, TimestampMs event_time_ms) {
+    const int64_t latency_ms = absl::ToUnixMillis(absl::Now()) - event_time_ms;
+    histogram.Observe(latency_ms > 0 ? static_cast<double>(latency_ms) / 1000.0 : 0.0);
   }
 
   void Retained(const EventSource&) override {
@@ -793,6 +1002,7 @@ class Processor::Impl final : public Outputs,
       txn_tasks_.clear();
       for (const auto& message : batch) txn_tasks_.insert(message->partition());
     }
+    StageClock clock(metrics_);
     absl::flat_hash_map<std::pair<std::string, int32_t>, int64_t> next_offsets;
     for (const auto& message : batch) {
       EventSource source{message->topic(), message->partition(), message->offset(), message->key(),
@@ -803,7 +1013,9 @@ class Processor::Impl final : public Outputs,
           message->topic() == options_.topics.clicks ? InputKind::kClick : InputKind::kConversion;
       if (kind == InputKind::kClick) {
         ++pending_summary_.clicks_in;
-        if (auto invalid = click_decoder_.Decode(message->value(), &click_); invalid) {
+        auto invalid = click_decoder_.Decode(message->value(), &click_);
+        clock.Lap(BatchStage::kDecode);
+        if (invalid) {
           Reject(source, invalid->reason, invalid->detail);
         } else {
           ++pending_summary_.valid_clicks;
@@ -811,13 +1023,16 @@ class Processor::Impl final : public Outputs,
         }
       } else {
         ++pending_summary_.conversions_in;
-        if (auto invalid = conversion_decoder_.Decode(message->value(), &conversion_); invalid) {
+        auto invalid = conversion_decoder_.Decode(message->value(), &conversion_);
+        clock.Lap(BatchStage::kDecode);
+        if (invalid) {
           Reject(source, invalid->reason, invalid->detail);
         } else {
           ++pending_summary_.valid_conversions;
           stage_->OnConversion(conversion_, source, *this);
         }
       }
+      clock.Lap(BatchStage::kPipeline);
       if (!produce_error_.ok()) return produce_error_;
     }
 
@@ -831,9 +1046,11 @@ class Processor::Impl final : public Outputs,
     }
     if (absl::Status s = stage_->EndBatch(positions, *this); !s.ok()) return s;
     if (!produce_error_.ok()) return produce_error_;
+    clock.Lap(BatchStage::kAdvance);
     const bool changelog = !options_.changelog_topic.empty();
     if (changelog) {
       if (absl::Status s = stage_->WriteChangelog(positions, *this); !s.ok()) return s;
+      clock.Lap(BatchStage::kChangelog);
     }
     // Outputs first, state second, offsets last: committing before every
     // output is acknowledged (acks=all) could lose it on a crash.
@@ -847,6 +1064,7 @@ class Processor::Impl final : public Outputs,
         if (absl::Status s = FlushOutputs(); !s.ok()) return s;
       }
     }
+    clock.Lap(BatchStage::kFlush);
     if (options_.exactly_once) {
       const absl::Time txn_started = absl::Now();
       absl::Status s = WaitForKafka("send_offsets", [&](absl::Duration slice) {
@@ -866,6 +1084,7 @@ class Processor::Impl final : public Outputs,
       metrics_.txn_committed->Increment();
       ++pending_summary_.transactions;
       metrics_.txn_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - txn_started));
+      clock.Lap(BatchStage::kTransaction);
     }
     const absl::Time state_started = absl::Now();
     if (absl::Status s = stage_->CommitBatch(positions); !s.ok()) {
@@ -874,6 +1093,7 @@ class Processor::Impl final : public Outputs,
     const double state_seconds = absl::ToDoubleSeconds(absl::Now() - state_started);
     metrics_.state_commit_seconds.Observe(state_seconds);
     pending_summary_.state_commit_seconds = state_seconds;
+    clock.Lap(BatchStage::kStateCommit);
     CountInput(batch);
     if (options_.exactly_once) {
       // The offsets were committed with the transaction.
@@ -898,6 +1118,8 @@ class Processor::Impl final : public Outputs,
     } else {
       metrics_.last_commit.Set(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()));
     }
+    if (!options_.exactly_once) clock.Lap(BatchStage::kOffsetCommit);
+    clock.Observe();
     metrics_.batches.Increment();
     metrics_.batch_seconds.Observe(absl::ToDoubleSeconds(absl::Now() - started));
     MergeSummary(absl::Now());
@@ -1073,6 +1295,10 @@ class Processor::Impl final : public Outputs,
     std::optional<kafka::ErrorClass> error_class = kafka::ErrorClassOf(status);
     const std::string class_name(error_class.has_value() ? kafka::ErrorClassName(*error_class)
                                                          : "fatal");
+    KafkaErrorCounter(operation, class_name).Increment();
+  }
+  prometheus::Counter& KafkaErrorCounter(std::string_view operation,
+                                         const std::string& class_name) {
     auto key = std::make_pair(std::string(operation), class_name);
     auto it = kafka_error_counters_.find(key);
     if (it == kafka_error_counters_.end()) {
@@ -1080,7 +1306,7 @@ class Processor::Impl final : public Outputs,
           &metrics_.kafka_errors.Add({{"operation", key.first}, {"class", key.second}});
       it = kafka_error_counters_.emplace(std::move(key), counter).first;
     }
-    it->second->Increment();
+    return *it->second;
   }
   absl::Status CountedKafkaError(std::string_view operation, const absl::Status& status) {
     CountKafkaError(operation, status);
@@ -1155,6 +1381,7 @@ class Processor::Impl final : public Outputs,
       if (l.lag >= 0) it->second->Set(static_cast<double>(l.lag));
       seen.insert(tp);
     }
+    RefreshClientStats();
     // Partitions that moved away stop being exported here (their new owner
     // exports them).
     for (auto it = lag_gauges_.begin(); it != lag_gauges_.end();) {
@@ -1164,6 +1391,34 @@ class Processor::Impl final : public Outputs,
       }
       metrics_.lag.Remove(it->second);
       it = lag_gauges_.erase(it);
+    }
+  }
+
+  // Broker round trips and request queues of the consumer's connections,
+  // and the clients' message queues (same refresh as the lag). One child
+  // per broker: the cluster's size bounds them.
+  void RefreshClientStats() {
+    const kafka::ConsumerStats stats = consumer_->Stats();
+    for (const kafka::BrokerStats& b : stats.brokers) {
+      auto it = broker_gauges_.find(b.node_id);
+      if (it == broker_gauges_.end()) {
+        const prometheus::Labels labels{{"broker", absl::StrCat(b.node_id)}};
+        it = broker_gauges_
+                 .emplace(b.node_id, BrokerGauges{&metrics_.broker_rtt_avg.Add(labels),
+                                                  &metrics_.broker_rtt_p99.Add(labels),
+                                                  &metrics_.broker_in_flight.Add(labels),
+                                                  &metrics_.broker_waiting.Add(labels)})
+                 .first;
+      }
+      const BrokerGauges& g = it->second;
+      if (b.rtt_avg_us >= 0) g.rtt_avg->Set(static_cast<double>(b.rtt_avg_us) / 1e6);
+      if (b.rtt_p99_us >= 0) g.rtt_p99->Set(static_cast<double>(b.rtt_p99_us) / 1e6);
+      g.in_flight->Set(static_cast<double>(b.requests_in_flight));
+      g.waiting->Set(static_cast<double>(b.requests_waiting));
+    }
+    metrics_.fetch_queue.Set(static_cast<double>(stats.fetch_queue_messages));
+    if (const int64_t queued = producer_->queued(); queued >= 0) {
+      metrics_.producer_queue.Set(static_cast<double>(queued));
     }
   }
 
@@ -1264,6 +1519,13 @@ class Processor::Impl final : public Outputs,
   bool awaiting_acks_ = false;
   std::map<std::pair<std::string, std::string>, prometheus::Counter*> kafka_error_counters_;
   std::map<kafka::TopicPartition, prometheus::Gauge*> lag_gauges_;
+  struct BrokerGauges {
+    prometheus::Gauge* rtt_avg;
+    prometheus::Gauge* rtt_p99;
+    prometheus::Gauge* in_flight;
+    prometheus::Gauge* waiting;
+  };
+  std::map<int32_t, BrokerGauges> broker_gauges_;
   absl::Time last_lag_refresh_ = absl::InfinitePast();
   absl::Time first_batch_started_ = absl::InfiniteFuture();
   ProcessorSummary pending_summary_;

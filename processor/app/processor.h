@@ -36,6 +36,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -45,6 +46,7 @@
 #include "processor/config/config.h"  // AttributionKey
 #include "processor/kafka/kafka.h"
 #include "processor/metrics/health.h"
+#include "processor/model/money.h"
 #include "processor/model/rejected_limits.h"
 
 namespace prometheus {
@@ -95,6 +97,9 @@ struct ProcessorOptions {
   std::string changelog_topic;
   std::map<std::string, std::string> changelog_topic_config;
   int changelog_replication = -1;  // -1: the broker's default
+  // metrics.currencies: commission value is exported per currency for
+  // these and under "other" for the rest (bounded label values).
+  std::vector<Currency> metric_currencies;
 };
 
 // What the processor did, for the exit summary and tests.

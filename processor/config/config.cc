@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "processor/config/internal/values.h"
+#include "processor/model/money.h"
 #include "processor/model/rejected_limits.h"
 #include "yaml-cpp/yaml.h"
 
@@ -202,6 +203,7 @@ const std::vector<KeySpec>& KeySpecs() {
       IntegerKey("fraud.flood_table_slots", FIELD(fraud.flood_table_slots)),
       StringKey("offers.file", FIELD(offers.file)),
       StringKey("metrics.listen", FIELD(metrics.listen)),
+      StringKey("metrics.currencies", FIELD(metrics.currencies)),
       EnumKey<LogLevel>("log.level", FIELD(log.level),
                         {{"debug", LogLevel::kDebug},
                          {"info", LogLevel::kInfo},
@@ -760,12 +762,40 @@ absl::Status ValidateConfig(const TallyConfig& c) {
   if (absl::StatusOr<ci::HostPort> hp = ci::ParseHostPort(c.metrics.listen); !hp.ok()) {
     return KeyError("metrics.listen", hp.status().message(), "");
   }
+  const std::vector<std::string> codes = MetricCurrencyCodes(c);
+  constexpr size_t kMaxMetricCurrencies = 32;
+  if (codes.size() > kMaxMetricCurrencies) {
+    return KeyError("metrics.currencies",
+                    absl::StrCat("at most ", kMaxMetricCurrencies,
+                                 " currencies (each adds series), got ", codes.size()),
+                    "");
+  }
+  for (size_t i = 0; i < codes.size(); ++i) {
+    Currency currency;
+    if (!Currency::Parse(codes[i], &currency)) {
+      return KeyError("metrics.currencies",
+                      absl::StrCat("\"", codes[i], "\" is not an ISO 4217 currency code"), "");
+    }
+    if (std::find(codes.begin(), codes.begin() + static_cast<ptrdiff_t>(i), codes[i]) !=
+        codes.begin() + static_cast<ptrdiff_t>(i)) {
+      return KeyError("metrics.currencies", absl::StrCat("\"", codes[i], "\" listed twice"), "");
+    }
+  }
   RETURN_IF_ERROR(
       CheckDuration("shutdown.timeout", c.shutdown.timeout, absl::Milliseconds(1), absl::Hours(1)));
   return absl::OkStatus();
 }
 
 #undef RETURN_IF_ERROR
+
+std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config) {
+  std::vector<std::string> codes;
+  for (absl::string_view code :
+       absl::StrSplit(config.metrics.currencies, ',', absl::SkipWhitespace())) {
+    codes.emplace_back(absl::StripAsciiWhitespace(code));
+  }
+  return codes;
+}
 
 absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
   std::vector<Setting> settings;

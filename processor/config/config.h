@@ -145,6 +145,10 @@ struct OfferOptions {
 
 struct MetricsOptions {
   std::string listen = "0.0.0.0:9464";  // host:port; port 0 picks a free port
+  // ISO 4217 codes, comma-separated: commission value is exported per
+  // currency for these, under "other" for the rest (a label value per
+  // currency the input may carry would be unbounded).
+  std::string currencies = "USD,EUR,GBP";
 };
 
 struct LogOptions {
@@ -174,6 +178,10 @@ struct TallyConfig {
   LogOptions log;
   ShutdownOptions shutdown;
 };
+
+// metrics.currencies split into its codes (validated by LoadConfig: each an
+// active ISO 4217 code, at most 32, no repeats).
+std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config);
 
 // topics.changelog, or "<group_id>-state-changelog" when it is empty.
 std::string ChangelogTopicOf(const TallyConfig& config);

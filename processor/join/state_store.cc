@@ -19,6 +19,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/merge_operator.h"
 #include "rocksdb/options.h"
+#include "rocksdb/statistics.h"
 #include "rocksdb/table.h"
 #include "rocksdb/utilities/write_batch_with_index.h"
 #include "rocksdb/write_buffer_manager.h"
@@ -290,6 +291,7 @@ std::array<TtlFilter*, kStoreFamilyCount> TaskStore::Filters() const {
 
 absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
                                const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
+                               const std::shared_ptr<rocksdb::Statistics>& statistics,
                                int max_open_files) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
@@ -301,6 +303,7 @@ absl::Status TaskStore::OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.write_buffer_manager = wbm;
+  db_options.statistics = statistics;
   db_options.max_open_files = max_open_files;
   db_options.keep_log_file_num = 3;
   db_options.max_log_file_size = 16 << 20;
@@ -1209,6 +1212,8 @@ absl::StatusOr<std::unique_ptr<StateStores>> StateStores::Create(const StateStor
   // cache (dummy entries), so the cache capacity is the one cap.
   stores->write_buffer_manager_ =
       std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes, stores->cache_);
+  stores->statistics_ = rocksdb::CreateDBStatistics();
+  stores->statistics_->set_stats_level(rocksdb::StatsLevel::kExceptHistogramOrTimers);
   return stores;
 }
 
@@ -1235,7 +1240,8 @@ absl::StatusOr<TaskStore*> StateStores::Open(int32_t partition) {
   std::unique_lock lock(mu_);
   if (auto it = stores_.find(partition); it != stores_.end()) return it->second.get();
   std::unique_ptr<TaskStore> store(new TaskStore(partition, PartitionDir(partition), options_));
-  if (absl::Status s = store->OpenDb(cache_, write_buffer_manager_, MaxOpenFilesPerStore());
+  if (absl::Status s =
+          store->OpenDb(cache_, write_buffer_manager_, statistics_, MaxOpenFilesPerStore());
       !s.ok()) {
     return s;
   }
@@ -1259,7 +1265,8 @@ void StateStores::OpenMany(const std::vector<int32_t>& partitions) {
   // char, not bool: elements are written from several threads.
   std::vector<char> opened(todo.size(), 0);
   ForEachInParallel(todo.size(), options_.parallelism, [&](size_t i) {
-    opened[i] = todo[i]->OpenDb(cache_, write_buffer_manager_, max_open_files).ok() ? 1 : 0;
+    opened[i] =
+        todo[i]->OpenDb(cache_, write_buffer_manager_, statistics_, max_open_files).ok() ? 1 : 0;
     return true;
   });
   std::unique_lock lock(mu_);
@@ -1302,6 +1309,42 @@ std::vector<int32_t> StateStores::open_partitions() const {
 }
 
 uint64_t StateStores::cache_usage_bytes() const { return cache_->GetUsage(); }
+
+StateStoreStats StateStores::Stats() const {
+  StateStoreStats stats;
+  {
+    std::shared_lock lock(mu_);
+    for (const auto& [partition, store] : stores_) {
+      rocksdb::DB* db = store->db_.get();
+      if (db == nullptr) continue;
+      ++stats.open_stores;
+      uint64_t v = 0;
+      if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kTotalSstFilesSize, &v)) {
+        stats.sst_bytes += v;
+      }
+      if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kCurSizeAllMemTables, &v)) {
+        stats.memtable_bytes += v;
+      }
+      if (db->GetAggregatedIntProperty(rocksdb::DB::Properties::kEstimatePendingCompactionBytes,
+                                       &v)) {
+        stats.pending_compaction_bytes += v;
+      }
+      if (db->GetIntProperty(rocksdb::DB::Properties::kNumRunningCompactions, &v)) {
+        stats.running_compactions += v;
+      }
+      uint64_t stopped = 0;
+      uint64_t delayed_rate = 0;
+      db->GetIntProperty(rocksdb::DB::Properties::kIsWriteStopped, &stopped);
+      db->GetIntProperty(rocksdb::DB::Properties::kActualDelayedWriteRate, &delayed_rate);
+      if (stopped != 0 || delayed_rate != 0) ++stats.stalled_stores;
+    }
+  }
+  stats.block_cache_hits = statistics_->getTickerCount(rocksdb::BLOCK_CACHE_HIT);
+  stats.block_cache_misses = statistics_->getTickerCount(rocksdb::BLOCK_CACHE_MISS);
+  stats.stall_micros = statistics_->getTickerCount(rocksdb::STALL_MICROS);
+  stats.compaction_bytes_written = statistics_->getTickerCount(rocksdb::COMPACT_WRITE_BYTES);
+  return stats;
+}
 
 void StateStores::SetIndexed(int32_t partition, bool indexed) {
   std::unique_lock lock(mu_);

@@ -66,6 +66,7 @@ class ColumnFamilyHandle;
 class DB;
 class MergeOperator;
 class WriteBatchWithIndex;
+class Statistics;
 class WriteBufferManager;
 }  // namespace rocksdb
 
@@ -324,7 +325,8 @@ class TaskStore {
   friend class StateStores;
   TaskStore(int32_t partition, std::string dir, const StateStoreOptions& options);
   absl::Status OpenDb(const std::shared_ptr<rocksdb::Cache>& cache,
-                      const std::shared_ptr<rocksdb::WriteBufferManager>& wbm, int max_open_files);
+                      const std::shared_ptr<rocksdb::WriteBufferManager>& wbm,
+                      const std::shared_ptr<rocksdb::Statistics>& statistics, int max_open_files);
   absl::Status LoadMeta();
   rocksdb::ColumnFamilyHandle* cf(StoreFamily family) const {
     return handles_[static_cast<int>(family)].get();
@@ -405,6 +407,22 @@ class TaskStore {
   std::array<std::string, kStoreFamilyCount> sweep_cursor_;
 };
 
+// RocksDB's view of all stores of this process (tally_rocksdb_* metrics):
+// sizes summed over the open stores and their column families; the tickers
+// count since the process started (one Statistics object for all stores).
+struct StateStoreStats {
+  uint64_t sst_bytes = 0;                 // rocksdb.total-sst-files-size
+  uint64_t memtable_bytes = 0;            // rocksdb.cur-size-all-mem-tables
+  uint64_t pending_compaction_bytes = 0;  // rocksdb.estimate-pending-compaction-bytes
+  uint64_t running_compactions = 0;       // rocksdb.num-running-compactions
+  uint64_t stalled_stores = 0;            // writes stopped or delayed right now
+  uint64_t block_cache_hits = 0;
+  uint64_t block_cache_misses = 0;
+  uint64_t stall_micros = 0;  // time writers spent stalled
+  uint64_t compaction_bytes_written = 0;
+  int open_stores = 0;
+};
+
 // All task stores of this process, and the DurableIdIndex over them.
 class StateStores final : public DurableIdIndex {
  public:
@@ -441,6 +459,9 @@ class StateStores final : public DurableIdIndex {
   // Bytes held by the shared block cache (memtables included, via the
   // WriteBufferManager's charge).
   uint64_t cache_usage_bytes() const;
+  // Reads RocksDB properties of every open store (a few map lookups per
+  // store, no I/O); any thread.
+  StateStoreStats Stats() const;
 
   // DurableIdIndex: committed dedup keys of every open store. The
   // deduplicator is shared by all partitions, so a key is looked up in each
@@ -458,6 +479,9 @@ class StateStores final : public DurableIdIndex {
   const StateStoreOptions options_;
   std::shared_ptr<rocksdb::Cache> cache_;
   std::shared_ptr<rocksdb::WriteBufferManager> write_buffer_manager_;
+  // Tickers only (StatsLevel::kExceptHistogramOrTimers): per-core counters,
+  // no clock reads on the write path.
+  std::shared_ptr<rocksdb::Statistics> statistics_;
   // Exclusive: Open/Close/Delete (and OpenMany's insertions; the RocksDB
   // opens run unlocked on stores nobody else can see yet). Shared:
   // Contains/ForEachSince/Find. Open/OpenMany/Close/Delete are called from

@@ -202,6 +202,8 @@ struct RdConsumerImpl {
     simdjson::ondemand::document doc;
     if (parser.iterate(padded).get(doc) != simdjson::SUCCESS) return;
     std::vector<PartitionLag> lags;
+    std::vector<std::pair<TopicPartition, int64_t>> fetch_queued;
+    ConsumerStats stats;
     bool any_broker_up = false;
     simdjson::ondemand::object root;
     if (doc.get_object().get(root) != simdjson::SUCCESS) return;
@@ -216,6 +218,7 @@ struct RdConsumerImpl {
           if (broker.value().get_object().get(b) != simdjson::SUCCESS) return;
           int64_t nodeid = -1;
           std::string_view state;
+          BrokerStats bs;
           for (auto bf : b) {
             std::string_view bk;
             if (bf.unescaped_key().get(bk) != simdjson::SUCCESS) return;
@@ -223,10 +226,35 @@ struct RdConsumerImpl {
               if (bf.value().get_int64().get(nodeid) != simdjson::SUCCESS) nodeid = -1;
             } else if (bk == "state") {
               if (bf.value().get_string().get(state) != simdjson::SUCCESS) state = {};
+            } else if (bk == "outbuf_cnt") {
+              if (bf.value().get_int64().get(bs.requests_waiting) != simdjson::SUCCESS) {
+                bs.requests_waiting = 0;
+              }
+            } else if (bk == "waitresp_cnt") {
+              if (bf.value().get_int64().get(bs.requests_in_flight) != simdjson::SUCCESS) {
+                bs.requests_in_flight = 0;
+              }
+            } else if (bk == "rtt") {
+              simdjson::ondemand::object rtt;
+              if (bf.value().get_object().get(rtt) != simdjson::SUCCESS) return;
+              for (auto rf : rtt) {
+                std::string_view rk;
+                if (rf.unescaped_key().get(rk) != simdjson::SUCCESS) return;
+                int64_t* into = rk == "avg"   ? &bs.rtt_avg_us
+                                : rk == "p99" ? &bs.rtt_p99_us
+                                              : nullptr;
+                if (into != nullptr && rf.value().get_int64().get(*into) != simdjson::SUCCESS) {
+                  *into = -1;
+                }
+              }
             }
           }
           // nodeid -1 is the bootstrap placeholder, not a broker.
           if (nodeid >= 0 && state == "UP") any_broker_up = true;
+          if (nodeid >= 0) {
+            bs.node_id = static_cast<int32_t>(nodeid);
+            stats.brokers.push_back(bs);
+          }
         }
       } else if (key == "topics") {
         simdjson::ondemand::object topics;
@@ -251,15 +279,20 @@ struct RdConsumerImpl {
               simdjson::ondemand::object pf;
               if (partition.value().get_object().get(pf) != simdjson::SUCCESS) return;
               int64_t messages = -1;
+              int64_t queued = 0;
               for (auto f : pf) {
                 std::string_view fk;
                 if (f.unescaped_key().get(fk) != simdjson::SUCCESS) return;
                 if (fk == "consumer_lag" &&
                     f.value().get_int64().get(messages) != simdjson::SUCCESS) {
                   messages = -1;
+                } else if (fk == "fetchq_cnt" &&
+                           f.value().get_int64().get(queued) != simdjson::SUCCESS) {
+                  queued = 0;
                 }
               }
               lags.push_back(PartitionLag{topic_name, id, messages});
+              fetch_queued.emplace_back(TopicPartition{topic_name, id}, queued);
             }
           }
         }
@@ -272,6 +305,10 @@ struct RdConsumerImpl {
       return !at_eof.contains(PartitionRef{l.topic, l.partition});
     });
     lag = std::move(lags);
+    for (const auto& [tp, queued] : fetch_queued) {
+      if (at_eof.contains(tp)) stats.fetch_queue_messages += queued;
+    }
+    consumer_stats = std::move(stats);
     brokers_up.store(any_broker_up, std::memory_order_relaxed);
     // A report of a connection up well after the last connection error
     // means the broker is back, even if nothing was consumed since.
@@ -330,6 +367,7 @@ struct RdConsumerImpl {
   // Paused partitions do not count for AllAssignedAtEof (they are not read).
   std::set<TopicPartition> paused ABSL_GUARDED_BY(mu);
   std::vector<PartitionLag> lag ABSL_GUARDED_BY(mu);
+  ConsumerStats consumer_stats ABSL_GUARDED_BY(mu);
 
   std::unique_ptr<RdKafka::KafkaConsumer> handle;
 };
@@ -350,6 +388,7 @@ class RdConsumer final : public Consumer {
   std::vector<TopicPartition> Assignment() const override;
   bool AllAssignedAtEof() const override;
   std::vector<PartitionLag> Lag() const override;
+  ConsumerStats Stats() const override;
   bool BrokersReachable() const override;
   absl::Status Close() override;
   void* group_metadata_handle() const override;
@@ -572,6 +611,11 @@ absl::Status RdConsumer::SetPaused(const std::vector<TopicPartition>& partitions
 std::vector<PartitionLag> RdConsumer::Lag() const {
   absl::MutexLock lock(&impl_->mu);
   return impl_->lag;
+}
+
+ConsumerStats RdConsumer::Stats() const {
+  absl::MutexLock lock(&impl_->mu);
+  return impl_->consumer_stats;
 }
 
 bool RdConsumer::BrokersReachable() const {

@@ -178,6 +178,9 @@ class Producer {
 
   virtual uint64_t delivered() const = 0;
   virtual uint64_t failed() const = 0;
+  // Messages handed to Produce and not yet delivered or failed (librdkafka's
+  // out queue, requests in flight included); -1 when unknown. Any thread.
+  virtual int64_t queued() const { return -1; }
 };
 
 // One consumed message. Owns the underlying librdkafka message; views are
@@ -241,6 +244,21 @@ struct PartitionLag {
   int64_t lag = -1;  // messages between the consumer position and the high watermark; -1 unknown
 };
 
+// One broker connection of a client, from librdkafka's statistics.
+struct BrokerStats {
+  int32_t node_id = -1;
+  int64_t rtt_avg_us = -1;  // request round trip, this statistics interval
+  int64_t rtt_p99_us = -1;
+  int64_t requests_waiting = 0;    // outbuf_cnt: requests queued to be sent
+  int64_t requests_in_flight = 0;  // waitresp_cnt: sent, awaiting a response
+};
+
+// The consumer's latest statistics beyond lag.
+struct ConsumerStats {
+  std::vector<BrokerStats> brokers;  // real brokers only (no bootstrap placeholder)
+  int64_t fetch_queue_messages = 0;  // fetched, not yet polled (assigned partitions)
+};
+
 // The consuming half of Kafka as the processor sees it (librdkafka from
 // Consumer::Create, or the in-process fake).
 //
@@ -288,6 +306,8 @@ class Consumer {
   virtual bool AllAssignedAtEof() const = 0;
   // The latest lag figures (refreshed every statistics interval).
   virtual std::vector<PartitionLag> Lag() const = 0;
+  // The latest broker and queue figures (same refresh); empty if unknown.
+  virtual ConsumerStats Stats() const { return {}; }
   // False while librdkafka reports every broker down.
   virtual bool BrokersReachable() const = 0;
   // Leaves the group; further Poll() calls return an error. Idempotent.

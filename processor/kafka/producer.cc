@@ -158,6 +158,7 @@ class RdProducer final : public Producer {
       absl::Duration timeout) override;
   uint64_t delivered() const override;
   uint64_t failed() const override;
+  int64_t queued() const override { return impl_->handle->outq_len(); }
 
   RdProducerImpl& impl() { return *impl_; }
 

@@ -1,8 +1,10 @@
 // The process's one HTTP port. Serves
 //   GET /metrics  the caller's registry plus what every Tally process exports:
 //                   tally_build_info{version="..."} 1
-//                   tally_process_resident_memory_bytes, tally_process_cpu_seconds_total,
-//                   tally_process_open_fds (read from /proc/self at scrape time);
+//                   the standard process_resident_memory_bytes,
+//                   process_virtual_memory_bytes, process_cpu_seconds_total,
+//                   process_open_fds, process_max_fds, process_start_time_seconds
+//                   (read from /proc/self at scrape time);
 //                 Prometheus text format 0.0.4.
 //   GET /healthz  Health::Liveness():  200 "ok\n", else 503 and the reason.
 //   GET /readyz   Health::Readiness(): 200 "ok\n", else 503 and the reason.

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
 
 namespace tally {
 namespace {
@@ -58,7 +59,8 @@ class CoreStageTest : public ::testing::Test {
   }
 
   std::unique_ptr<CoreStage> MakeStage(
-      const std::function<void(CoreStageOptions&)>& tweak = nullptr) {
+      const std::function<void(CoreStageOptions&)>& tweak = nullptr,
+      prometheus::Registry* registry = nullptr) {
     auto offers = OffersCatalog::FromYaml(R"(
 defaults:
   attribution_window: 1d
@@ -77,7 +79,7 @@ defaults:
     o.fraud.max_clicks_per_ip = 2;
     o.fraud.flood_table_slots = 1 << 10;
     if (tweak) tweak(o);
-    auto stage = CoreStage::Create(o, *offers);
+    auto stage = CoreStage::Create(o, *offers, registry);
     EXPECT_TRUE(stage.ok()) << stage.status();
     (*stage)->SetInputPartitionCount(2);
     (*stage)->OnPartitionsAssigned({0, 1});
@@ -228,6 +230,59 @@ TEST_F(CoreStageTest, ConversionBeforeItsClickWaitsAndIsAttributedWhenTheClickCo
   RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")}, {}, out, 0, 1);
   ASSERT_EQ(out.commissions.size(), 1u);
   EXPECT_EQ(stage->counters().pending, 0u);
+}
+
+// The gauge or counter `name` without labels, or the child with
+// result=`result`; -1 when absent.
+double MetricValue(prometheus::Registry& registry, const std::string& name,
+                   const std::string& result = "") {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& m : family.metric) {
+      if (!result.empty() && (m.label.empty() || m.label[0].value != result)) continue;
+      return family.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+  }
+  return -1;
+}
+
+// Sampled gauges move between batches (every loop iteration reaches
+// TakeReadyTasks), at most once a second; a rule reload is counted when it
+// happens, with no batch after it.
+TEST_F(CoreStageTest, SampledGaugesRefreshBetweenBatchesAndReloadsCountAtOnce) {
+  prometheus::Registry registry;
+  absl::Time now = absl::FromUnixMillis(kT0 + 600'000);
+  auto stage = MakeStage([&](CoreStageOptions& o) { o.clock = [&] { return now; }; }, &registry);
+  RecordingOutputs out;
+  RunBatch(*stage, {}, {MakeConversion("o1", "c1", kT0 + 1000, ConversionStatus::kApproved)}, out);
+  std::vector<int32_t> ready;
+  (void)stage->TakeReadyTasks(&ready);
+  EXPECT_EQ(MetricValue(registry, "tally_oldest_pending_conversion_age_seconds"), 599);
+  EXPECT_EQ(MetricValue(registry, "tally_state_open_stores"), 2);
+  EXPECT_GT(MetricValue(registry, "tally_rocksdb_memtable_bytes"), 0);
+  EXPECT_EQ(MetricValue(registry, "tally_rocksdb_stalled_stores"), 0);
+  EXPECT_GE(MetricValue(registry, "tally_rocksdb_block_cache_misses_total"), 0);
+  // Within the second: not sampled again.
+  now += absl::Milliseconds(500);
+  (void)stage->TakeReadyTasks(&ready);
+  EXPECT_EQ(MetricValue(registry, "tally_oldest_pending_conversion_age_seconds"), 599);
+  now += absl::Seconds(2);
+  (void)stage->TakeReadyTasks(&ready);
+  EXPECT_EQ(MetricValue(registry, "tally_oldest_pending_conversion_age_seconds"), 601.5);
+  // The click arrives: nothing waits any more.
+  RunBatch(*stage, {MakeClick("c1", kT0, "203.0.113.1")}, {}, out, 0, 1);
+  ASSERT_EQ(out.commissions.size(), 1u);
+  now += absl::Seconds(2);
+  (void)stage->TakeReadyTasks(&ready);
+  EXPECT_EQ(MetricValue(registry, "tally_oldest_pending_conversion_age_seconds"), 0);
+
+  EXPECT_EQ(MetricValue(registry, "tally_fraud_rule_reloads_total", "ok"), 0);
+  ASSERT_TRUE(stage->ReloadFraudRules().ok());
+  EXPECT_EQ(MetricValue(registry, "tally_fraud_rule_reloads_total", "ok"), 1);
+  std::filesystem::remove(dir_ / "blocklist.txt");
+  EXPECT_FALSE(stage->ReloadFraudRules().ok());
+  EXPECT_EQ(MetricValue(registry, "tally_fraud_rule_reloads_total", "failed"), 1);
+  EXPECT_EQ(MetricValue(registry, "tally_fraud_rule_reloads_total", "ok"), 1);
 }
 
 TEST_F(CoreStageTest, RevokedPartitionResumesFromItsCommittedState) {

@@ -61,6 +61,54 @@ double GaugeValue(prometheus::Registry& registry, const std::string& name) {
   return -1;
 }
 
+// The sample of `name` whose labels include every pair of `labels`: its
+// counter value, or its histogram's sample count; -1 when there is none.
+double SampleValue(prometheus::Registry& registry, const std::string& name,
+                   const std::map<std::string, std::string>& labels) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& metric : family.metric) {
+      size_t matched = 0;
+      for (const prometheus::ClientMetric::Label& label : metric.label) {
+        auto it = labels.find(label.name);
+        if (it != labels.end() && it->second == label.value) ++matched;
+      }
+      if (matched != labels.size()) continue;
+      return family.type == prometheus::MetricType::Histogram
+                 ? static_cast<double>(metric.histogram.sample_count)
+                 : metric.counter.value;
+    }
+  }
+  return -1;
+}
+
+void ExpectOutputMetrics(prometheus::Registry& r, const std::string& currency_label) {
+  EXPECT_EQ(
+      SampleValue(r, "tally_commissions_total", {{"status", "approved"}, {"model", "last_click"}}),
+      24);
+  EXPECT_EQ(
+      SampleValue(r, "tally_commissions_total", {{"status", "reversed"}, {"model", "last_click"}}),
+      0);
+  // 24 CPA commissions of 500 EUR minor units.
+  EXPECT_EQ(
+      SampleValue(r, "tally_commission_value_minor_units_total",
+                  {{"currency", currency_label}, {"status", "approved"}, {"model", "last_click"}}),
+      24 * 500);
+  EXPECT_EQ(SampleValue(r, "tally_commission_value_minor_units_total", {{"currency", "USD"}}), -1);
+  EXPECT_EQ(SampleValue(r, "tally_output_event_latency_seconds", {{"topic", "commissions"}}), 24);
+  EXPECT_EQ(SampleValue(r, "tally_output_event_latency_seconds", {{"topic", "unattributed"}}), 0);
+  EXPECT_EQ(SampleValue(r, "tally_unattributed_total", {{"reason", "click_not_found"}}), 0);
+  const double batches = SampleValue(r, "tally_batches_total", {});
+  EXPECT_GT(batches, 1);
+  for (const char* stage :
+       {"decode", "pipeline", "advance", "flush", "state_commit", "offset_commit"}) {
+    EXPECT_EQ(SampleValue(r, "tally_batch_stage_duration_seconds", {{"stage", stage}}), batches)
+        << stage;
+  }
+  // At least once, without a changelog: no transaction, no changelog stage.
+  EXPECT_EQ(SampleValue(r, "tally_batch_stage_duration_seconds", {{"stage", "transaction"}}), 0);
+}
+
 class ProcessorTest : public ::testing::Test {
  protected:
   ProcessorTest() : factory_(&cluster_) {
@@ -111,6 +159,7 @@ defaults:
     p.retry_backoff = absl::ZeroDuration();
     p.shutdown_timeout = absl::ZeroDuration();
     p.clients = &factory_;
+    p.metric_currencies = metric_currencies_;
     auto processor = Processor::Create(std::move(p), t->stage.get(), *t->registry);
     EXPECT_TRUE(processor.ok()) << processor.status();
     if (!processor.ok()) return nullptr;
@@ -266,6 +315,19 @@ defaults:
     return second->stage->counters();
   }
 
+  // 24 EUR commissions, exported with metrics.currencies = `configured`:
+  // their value is under currency=`label`.
+  void RunWithMetricCurrency(const char* configured, const std::string& label) {
+    SeedInput(24);
+    Currency currency;
+    ASSERT_TRUE(Currency::Parse(configured, &currency));
+    metric_currencies_ = {currency};
+    auto t = MakeTestee();
+    ASSERT_NE(t, nullptr);
+    ASSERT_TRUE(t->processor->Run().ok());
+    ExpectOutputMetrics(*t->registry, label);
+  }
+
   FakeCluster cluster_;
   FakeClientFactory factory_;
   std::filesystem::path dir_;
@@ -273,6 +335,7 @@ defaults:
   absl::Duration stop_when_idle_ = absl::Nanoseconds(1);
   std::string changelog_topic_;
   std::set<std::string> expected_conversions_;
+  std::vector<Currency> metric_currencies_;
 };
 
 TEST_F(ProcessorTest, ClicksAndConversionsEarnTheirCommissionsAndOffsetsAreCommitted) {
@@ -291,6 +354,29 @@ TEST_F(ProcessorTest, ClicksAndConversionsEarnTheirCommissionsAndOffsetsAreCommi
   EXPECT_EQ(summary.batch_replays, 0u);
   t.reset();
   ExpectSecondRunConsumesNothing();
+}
+
+// The output metrics follow every record as it is produced: commissions by
+// status and model, their value under the configured currency (or
+// "other"), the event-time latency histogram, unattributed by reason, and
+// one observation per batch of each stage that ran.
+// The output metrics follow every record as it is produced: commissions by
+// status and model, their value under the configured currency (or
+// "other"), the event-time latency histogram, unattributed by reason, and
+// one observation per batch of each stage that ran.
+
+// The output metrics follow every record as it is produced: commissions by
+// status and model, their value under the configured currency, the
+// event-time latency histogram, unattributed by reason, and one observation
+// per batch of each stage that ran.
+TEST_F(ProcessorTest, OutputMetricsCountCommissionsTheirValueLatencyAndBatchStages) {
+  RunWithMetricCurrency("EUR", "EUR");
+}
+
+// A currency outside metrics.currencies counts under "other": the label
+// values stay bounded whatever the input carries.
+TEST_F(ProcessorTest, CommissionValueInAnUnlistedCurrencyCountsAsOther) {
+  RunWithMetricCurrency("USD", "other");
 }
 
 // Crash between the produce calls of a batch: nothing of it is committed,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "yaml-cpp/yaml.h"
 
@@ -140,6 +141,7 @@ offers:
   file: o.yaml
 metrics:
   listen: 127.0.0.1:0
+  currencies: JPY, KWD
 log:
   level: debug
   pii: true
@@ -194,6 +196,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->fraud.flood_table_slots, 2048u);
   EXPECT_EQ(c->offers.file, "o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
+  EXPECT_EQ(MetricCurrencyCodes(*c), (std::vector<std::string>{"JPY", "KWD"}));
   EXPECT_EQ(c->log.level, LogLevel::kDebug);
   EXPECT_TRUE(c->log.pii);
   EXPECT_EQ(c->shutdown.timeout, absl::Seconds(5));
@@ -316,6 +319,10 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
       {"processing.worker_threads=0", "processing.worker_threads: must be between 1 and 256"},
       {"dedup.table_slots=1000", "dedup.table_slots: must be a power of two"},
       {"metrics.listen=9464", "metrics.listen: expected host:port"},
+      {"metrics.currencies=USD,usd", "metrics.currencies: \"usd\" is not an ISO 4217"},
+      {"metrics.currencies=USD,EUR,USD", "metrics.currencies: \"USD\" listed twice"},
+      {"metrics.currencies=" + absl::StrJoin(std::vector<std::string>(33, "USD"), ","),
+       "metrics.currencies: at most 32 currencies"},
       {"limits.min_event_time=2200-01-01T00:00:00Z",
        "limits.min_event_time: must be before limits.max_event_time"},
       {"processing.batch_max_time=0", "processing.batch_max_time: must be between 1ms and 1m"},

@@ -22,6 +22,7 @@ namespace tally {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 
 // Owns a file descriptor for the duration of a test.
@@ -222,13 +223,22 @@ TEST_F(MetricsServerTest, ScrapeShowsRegisteredCounterBuildInfoAndProcessMetrics
   EXPECT_THAT(response, HasSubstr("tally_test_events_total{topic=\"clicks\"} 42"));
   EXPECT_THAT(response,
               HasSubstr(absl::StrCat("tally_build_info{version=\"", TALLY_VERSION, "\"} 1")));
-  const std::optional<double> rss = SampleValue(response, "tally_process_resident_memory_bytes");
+  // The standard process_* names (not tally_process_*): what dashboards
+  // written for any Prometheus client expect.
+  const std::optional<double> rss = SampleValue(response, "process_resident_memory_bytes");
   ASSERT_TRUE(rss.has_value()) << response;
   EXPECT_GT(*rss, 1024.0 * 1024.0);  // any live test binary is over 1 MiB resident
-  const std::optional<double> fds = SampleValue(response, "tally_process_open_fds");
+  const std::optional<double> vsz = SampleValue(response, "process_virtual_memory_bytes");
+  ASSERT_TRUE(vsz.has_value());
+  EXPECT_GE(*vsz, *rss);
+  const std::optional<double> fds = SampleValue(response, "process_open_fds");
   ASSERT_TRUE(fds.has_value());
   EXPECT_GE(*fds, 3.0);  // stdin/stdout/stderr plus the listening socket
-  EXPECT_TRUE(SampleValue(response, "tally_process_cpu_seconds_total").has_value());
+  const std::optional<double> max_fds = SampleValue(response, "process_max_fds");
+  ASSERT_TRUE(max_fds.has_value());
+  EXPECT_GE(*max_fds, *fds);
+  EXPECT_TRUE(SampleValue(response, "process_cpu_seconds_total").has_value());
+  EXPECT_THAT(response, Not(HasSubstr("tally_process_")));
 }
 
 TEST_F(MetricsServerTest, PortInUseIsAnErrorStatusNotAnException) {
@@ -276,7 +286,7 @@ TEST(ProcessCollectorTest, ReadsProcSelfAndOmitsWhatItCannotRead) {
   metrics_internal::ProcessCollector self;
   EXPECT_GT(self.ResidentMemoryBytes().value_or(0), 0);
   EXPECT_GE(self.CpuSeconds().value_or(-1), 0);
-  EXPECT_EQ(self.Collect().size(), 4u);
+  EXPECT_EQ(self.Collect().size(), 6u);  // start time, RSS, VSZ, CPU, open and max fds
 
   // Only the start time (kept by the collector itself) survives a missing /proc.
   metrics_internal::ProcessCollector missing("/nonexistent-proc-dir");

@@ -40,6 +40,16 @@ prometheus::MetricFamily Family(const char* name, const char* help, prometheus::
   return family;
 }
 
+// statm: "size resident shared text lib data dt", in pages.
+std::optional<double> StatmBytes(const std::string& proc_dir, size_t field) {
+  std::optional<std::string> statm = ReadSmallFile(proc_dir + "/statm");
+  if (!statm.has_value()) return std::nullopt;
+  std::vector<absl::string_view> fields = absl::StrSplit(*statm, ' ', absl::SkipWhitespace());
+  uint64_t pages = 0;
+  if (fields.size() <= field || !absl::SimpleAtoi(fields[field], &pages)) return std::nullopt;
+  return static_cast<double>(pages) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
 }  // namespace
 
 ProcessCollector::ProcessCollector(std::string proc_dir)
@@ -47,13 +57,26 @@ ProcessCollector::ProcessCollector(std::string proc_dir)
       start_time_seconds_(absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())) {}
 
 std::optional<double> ProcessCollector::ResidentMemoryBytes() const {
-  // statm: "size resident shared text lib data dt", in pages.
-  std::optional<std::string> statm = ReadSmallFile(proc_dir_ + "/statm");
-  if (!statm.has_value()) return std::nullopt;
-  std::vector<absl::string_view> fields = absl::StrSplit(*statm, ' ', absl::SkipWhitespace());
-  uint64_t pages = 0;
-  if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &pages)) return std::nullopt;
-  return static_cast<double>(pages) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+  return StatmBytes(proc_dir_, 1);
+}
+
+std::optional<double> ProcessCollector::VirtualMemoryBytes() const {
+  return StatmBytes(proc_dir_, 0);
+}
+
+std::optional<double> ProcessCollector::MaxFds() const {
+  // limits: "Max open files            1024                 1048576              files";
+  // the soft limit is the first number.
+  std::optional<std::string> limits = ReadSmallFile(proc_dir_ + "/limits");
+  if (!limits.has_value()) return std::nullopt;
+  for (absl::string_view line : absl::StrSplit(*limits, '\n')) {
+    if (!absl::ConsumePrefix(&line, "Max open files")) continue;
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    uint64_t soft = 0;
+    if (fields.empty() || !absl::SimpleAtoi(fields[0], &soft)) return std::nullopt;
+    return static_cast<double>(soft);
+  }
+  return std::nullopt;
 }
 
 std::optional<double> ProcessCollector::CpuSeconds() const {
@@ -97,15 +120,24 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
                             "Start time of the process since unix epoch in seconds.",
                             prometheus::MetricType::Gauge, start_time_seconds_));
   if (std::optional<double> v = ResidentMemoryBytes()) {
-    families.push_back(Family("tally_process_resident_memory_bytes", "Resident memory size.",
+    families.push_back(Family("process_resident_memory_bytes", "Resident memory size in bytes.",
+                              prometheus::MetricType::Gauge, *v));
+  }
+  if (std::optional<double> v = VirtualMemoryBytes()) {
+    families.push_back(Family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                               prometheus::MetricType::Gauge, *v));
   }
   if (std::optional<double> v = CpuSeconds()) {
-    families.push_back(Family("tally_process_cpu_seconds_total", "User and system CPU time spent.",
+    families.push_back(Family("process_cpu_seconds_total",
+                              "Total user and system CPU time spent in seconds.",
                               prometheus::MetricType::Counter, *v));
   }
   if (std::optional<double> v = OpenFds()) {
-    families.push_back(Family("tally_process_open_fds", "Open file descriptors.",
+    families.push_back(Family("process_open_fds", "Number of open file descriptors.",
+                              prometheus::MetricType::Gauge, *v));
+  }
+  if (std::optional<double> v = MaxFds()) {
+    families.push_back(Family("process_max_fds", "Maximum number of open file descriptors.",
                               prometheus::MetricType::Gauge, *v));
   }
   return families;

@@ -1,5 +1,7 @@
-// Process metrics read from /proc/self at scrape time (Linux only). A value
-// that cannot be read is left out of the scrape rather than reported as 0.
+// Process metrics read from /proc/self at scrape time (Linux only), under the
+// standard names every Prometheus client library exports (process_*), so that
+// dashboards and alerts written for any process work unchanged. A value that
+// cannot be read is left out of the scrape rather than reported as 0.
 #ifndef TALLY_PROCESSOR_METRICS_INTERNAL_PROCESS_COLLECTOR_H_
 #define TALLY_PROCESSOR_METRICS_INTERNAL_PROCESS_COLLECTOR_H_
 
@@ -21,8 +23,10 @@ class ProcessCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override;
 
   std::optional<double> ResidentMemoryBytes() const;
+  std::optional<double> VirtualMemoryBytes() const;
   std::optional<double> CpuSeconds() const;  // user + system
   std::optional<double> OpenFds() const;
+  std::optional<double> MaxFds() const;  // the soft RLIMIT_NOFILE; nullopt when unlimited
 
  private:
   const std::string proc_dir_;

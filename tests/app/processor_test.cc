@@ -357,15 +357,6 @@ TEST_F(ProcessorTest, ClicksAndConversionsEarnTheirCommissionsAndOffsetsAreCommi
 }
 
 // The output metrics follow every record as it is produced: commissions by
-// status and model, their value under the configured currency (or
-// "other"), the event-time latency histogram, unattributed by reason, and
-// one observation per batch of each stage that ran.
-// The output metrics follow every record as it is produced: commissions by
-// status and model, their value under the configured currency (or
-// "other"), the event-time latency histogram, unattributed by reason, and
-// one observation per batch of each stage that ran.
-
-// The output metrics follow every record as it is produced: commissions by
 // status and model, their value under the configured currency, the
 // event-time latency histogram, unattributed by reason, and one observation
 // per batch of each stage that ran.

@@ -246,7 +246,8 @@ int Main(int argc, char** argv) {
   // A stalled loop (no iteration for this long) fails /healthz: longer than
   // any wait inside one iteration (a batch, a flush slice, a rebalance).
   auto health = std::make_shared<Health>(std::max(absl::Seconds(60), 2 * config->shutdown.timeout));
-  auto metrics = MetricsServer::Start(config->metrics.listen, registry, health);
+  auto metrics =
+      MetricsServer::Start(config->metrics.listen, registry, health, MetricEndpoints(*config));
   if (!metrics.ok()) {
     std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";
     return 2;

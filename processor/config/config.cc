@@ -204,6 +204,7 @@ const std::vector<KeySpec>& KeySpecs() {
       StringKey("offers.file", FIELD(offers.file)),
       StringKey("metrics.listen", FIELD(metrics.listen)),
       StringKey("metrics.currencies", FIELD(metrics.currencies)),
+      StringKey("metrics.endpoints", FIELD(metrics.endpoints)),
       EnumKey<LogLevel>("log.level", FIELD(log.level),
                         {{"debug", LogLevel::kDebug},
                          {"info", LogLevel::kInfo},
@@ -762,6 +763,23 @@ absl::Status ValidateConfig(const TallyConfig& c) {
   if (absl::StatusOr<ci::HostPort> hp = ci::ParseHostPort(c.metrics.listen); !hp.ok()) {
     return KeyError("metrics.listen", hp.status().message(), "");
   }
+  const std::vector<std::string> endpoints = MetricEndpoints(c);
+  if (endpoints.empty()) {
+    return KeyError("metrics.endpoints", "must name at least one of /metrics, /healthz, /readyz",
+                    "");
+  }
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    const std::string& e = endpoints[i];
+    if (e != "/metrics" && e != "/healthz" && e != "/readyz") {
+      return KeyError(
+          "metrics.endpoints",
+          absl::StrCat("unknown endpoint '", e, "' (expected /metrics, /healthz, /readyz)"), "");
+    }
+    if (std::find(endpoints.begin(), endpoints.begin() + static_cast<ptrdiff_t>(i), e) !=
+        endpoints.begin() + static_cast<ptrdiff_t>(i)) {
+      return KeyError("metrics.endpoints", absl::StrCat("'", e, "' listed twice"), "");
+    }
+  }
   const std::vector<std::string> codes = MetricCurrencyCodes(c);
   constexpr size_t kMaxMetricCurrencies = 32;
   if (codes.size() > kMaxMetricCurrencies) {
@@ -788,13 +806,22 @@ absl::Status ValidateConfig(const TallyConfig& c) {
 
 #undef RETURN_IF_ERROR
 
-std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config) {
-  std::vector<std::string> codes;
-  for (absl::string_view code :
-       absl::StrSplit(config.metrics.currencies, ',', absl::SkipWhitespace())) {
-    codes.emplace_back(absl::StripAsciiWhitespace(code));
+namespace {
+std::vector<std::string> SplitList(const std::string& list) {
+  std::vector<std::string> items;
+  for (absl::string_view item : absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    items.emplace_back(absl::StripAsciiWhitespace(item));
   }
-  return codes;
+  return items;
+}
+}  // namespace
+
+std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config) {
+  return SplitList(config.metrics.currencies);
+}
+
+std::vector<std::string> MetricEndpoints(const TallyConfig& config) {
+  return SplitList(config.metrics.endpoints);
 }
 
 absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {

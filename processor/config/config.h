@@ -149,6 +149,9 @@ struct MetricsOptions {
   // currency for these, under "other" for the rest (a label value per
   // currency the input may carry would be unbounded).
   std::string currencies = "USD,EUR,GBP";
+  // What the port serves, comma-separated: any of /metrics, /healthz,
+  // /readyz (e.g. only the probes where other pods can reach the port).
+  std::string endpoints = "/metrics,/healthz,/readyz";
 };
 
 struct LogOptions {
@@ -182,6 +185,8 @@ struct TallyConfig {
 // metrics.currencies split into its codes (validated by LoadConfig: each an
 // active ISO 4217 code, at most 32, no repeats).
 std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config);
+// metrics.endpoints split into its paths (validated by LoadConfig).
+std::vector<std::string> MetricEndpoints(const TallyConfig& config);
 
 // topics.changelog, or "<group_id>-state-changelog" when it is empty.
 std::string ChangelogTopicOf(const TallyConfig& config);

@@ -1,5 +1,6 @@
 #include "processor/metrics/metrics_server.h"
 
+#include <algorithm>
 #include <exception>
 #include <string_view>
 #include <utility>
@@ -103,10 +104,28 @@ class Handlers {
 
 MetricsServer::MetricsServer() = default;
 
+absl::Status MetricsServer::CheckEndpoints(const std::vector<std::string>& endpoints) {
+  if (endpoints.empty()) return absl::InvalidArgumentError("metrics: no endpoint to serve");
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (std::find(kAllEndpoints.begin(), kAllEndpoints.end(), endpoints[i]) ==
+        kAllEndpoints.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("metrics: unknown endpoint '", endpoints[i],
+                                                     "' (expected /metrics, /healthz, /readyz)"));
+    }
+    if (std::find(endpoints.begin(), endpoints.begin() + static_cast<ptrdiff_t>(i), endpoints[i]) !=
+        endpoints.begin() + static_cast<ptrdiff_t>(i)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics: endpoint '", endpoints[i], "' listed twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     const std::string& listen_address, std::shared_ptr<prometheus::Registry> registry,
-    std::shared_ptr<const Health> health) {
+    std::shared_ptr<const Health> health, const std::vector<std::string>& endpoints) {
   if (registry == nullptr) return absl::InvalidArgumentError("metrics: registry is null");
+  if (absl::Status s = CheckEndpoints(endpoints); !s.ok()) return s;
   std::unique_ptr<MetricsServer> server(new MetricsServer());
   server->registry_ = std::move(registry);
   server->own_registry_ = std::make_shared<prometheus::Registry>();
@@ -130,9 +149,11 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     // idle threads.
     server->server_ = std::make_unique<CivetServer>(
         std::vector<std::string>{"listening_ports", listen_address, "num_threads", "2"});
-    server->server_->addHandler("/metrics", server->handlers_->metrics);
-    server->server_->addHandler("/healthz", server->handlers_->healthz);
-    server->server_->addHandler("/readyz", server->handlers_->readyz);
+    for (const std::string& path : endpoints) {
+      if (path == "/metrics") server->server_->addHandler(path, server->handlers_->metrics);
+      if (path == "/healthz") server->server_->addHandler(path, server->handlers_->healthz);
+      if (path == "/readyz") server->server_->addHandler(path, server->handlers_->readyz);
+    }
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("metrics: cannot serve on '", listen_address, "': ", e.what()));

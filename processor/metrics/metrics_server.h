@@ -1,4 +1,5 @@
-// The process's one HTTP port. Serves
+// The process's one HTTP port. Serves (all three unless Start is given a
+// subset: metrics.endpoints)
 //   GET /metrics  the caller's registry plus what every Tally process exports:
 //                   tally_build_info{version="..."} 1
 //                   the standard process_resident_memory_bytes,
@@ -34,8 +35,10 @@
 #ifndef TALLY_PROCESSOR_METRICS_METRICS_SERVER_H_
 #define TALLY_PROCESSOR_METRICS_METRICS_SERVER_H_
 
+#include <array>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "prometheus/registry.h"
@@ -58,9 +61,15 @@ class MetricsServer {
   // Errors: InvalidArgument for a null registry, Unavailable when the
   // address cannot be bound (in use, not local, malformed). `health` feeds
   // /healthz and /readyz; null makes both answer 503 "no health source".
+  // `endpoints` restricts what is served: a subset of kAllEndpoints; a
+  // path left out answers 404 like any unknown one (e.g. probes only, on a
+  // port other pods may reach). InvalidArgument for an unknown or repeated
+  // path, or none at all.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
       const std::string& listen_address, std::shared_ptr<prometheus::Registry> registry,
-      std::shared_ptr<const Health> health = nullptr);
+      std::shared_ptr<const Health> health = nullptr,
+      const std::vector<std::string>& endpoints = {kAllEndpoints.begin(), kAllEndpoints.end()});
+  static constexpr std::array<const char*, 3> kAllEndpoints = {"/metrics", "/healthz", "/readyz"};
 
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -68,6 +77,9 @@ class MetricsServer {
 
   // The port actually bound.
   int port() const { return port_; }
+
+  // What Start accepts as `endpoints` (for configuration checks).
+  static absl::Status CheckEndpoints(const std::vector<std::string>& endpoints);
 
  private:
   MetricsServer();

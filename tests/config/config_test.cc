@@ -142,6 +142,7 @@ offers:
 metrics:
   listen: 127.0.0.1:0
   currencies: JPY, KWD
+  endpoints: /healthz,/readyz
 log:
   level: debug
   pii: true
@@ -197,6 +198,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->offers.file, "o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
   EXPECT_EQ(MetricCurrencyCodes(*c), (std::vector<std::string>{"JPY", "KWD"}));
+  EXPECT_EQ(MetricEndpoints(*c), (std::vector<std::string>{"/healthz", "/readyz"}));
   EXPECT_EQ(c->log.level, LogLevel::kDebug);
   EXPECT_TRUE(c->log.pii);
   EXPECT_EQ(c->shutdown.timeout, absl::Seconds(5));
@@ -319,6 +321,9 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
       {"processing.worker_threads=0", "processing.worker_threads: must be between 1 and 256"},
       {"dedup.table_slots=1000", "dedup.table_slots: must be a power of two"},
       {"metrics.listen=9464", "metrics.listen: expected host:port"},
+      {"metrics.endpoints=/metrics,/debug", "metrics.endpoints: unknown endpoint '/debug'"},
+      {"metrics.endpoints=/readyz,/readyz", "metrics.endpoints: '/readyz' listed twice"},
+      {"metrics.endpoints=", "metrics.endpoints: must name at least one"},
       {"metrics.currencies=USD,usd", "metrics.currencies: \"usd\" is not an ISO 4217"},
       {"metrics.currencies=USD,EUR,USD", "metrics.currencies: \"USD\" listed twice"},
       {"metrics.currencies=" + absl::StrJoin(std::vector<std::string>(33, "USD"), ","),

@@ -12,6 +12,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "processor/metrics/health.h"
 #include "processor/metrics/internal/process_collector.h"
@@ -239,6 +240,27 @@ TEST_F(MetricsServerTest, ScrapeShowsRegisteredCounterBuildInfoAndProcessMetrics
   EXPECT_GE(*max_fds, *fds);
   EXPECT_TRUE(SampleValue(response, "process_cpu_seconds_total").has_value());
   EXPECT_THAT(response, Not(HasSubstr("tally_process_")));
+}
+
+// metrics.endpoints: a path left out is not served (404 like any unknown
+// path); the others answer as usual.
+TEST_F(MetricsServerTest, OnlyTheConfiguredEndpointsAreServed) {
+  auto health = std::make_shared<Health>();
+  health->SetReady(true, "");
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(
+      "127.0.0.1:0", std::make_shared<prometheus::Registry>(), health, {"/healthz", "/readyz"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(StatusCode(HttpGet((*server)->port(), "/metrics")), 404);
+  EXPECT_EQ(StatusCode(HttpGet((*server)->port(), "/healthz")), 200);
+  EXPECT_EQ(StatusCode(HttpGet((*server)->port(), "/readyz")), 200);
+
+  for (const std::vector<std::string>& bad :
+       std::vector<std::vector<std::string>>{{}, {"/metrics", "/debug"}, {"/readyz", "/readyz"}}) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> refused =
+        MetricsServer::Start("127.0.0.1:0", std::make_shared<prometheus::Registry>(), health, bad);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument)
+        << absl::StrJoin(bad, ",");
+  }
 }
 
 TEST_F(MetricsServerTest, PortInUseIsAnErrorStatusNotAnException) {

@@ -234,6 +234,7 @@ int Main(int argc, char** argv) {
     return 2;
   }
   SetLogLevel(config->log.level);
+  SetLogFormat(config->log.format);
   SetLogPii(config->log.pii);
   TALLY_LOG(kInfo, kLog, "tally ", TallyVersion(), " starting with configuration:\n",
             DescribeConfig(*config));

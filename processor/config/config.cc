@@ -207,6 +207,8 @@ const std::vector<KeySpec>& KeySpecs() {
                          {"info", LogLevel::kInfo},
                          {"warning", LogLevel::kWarning},
                          {"error", LogLevel::kError}}),
+      EnumKey<LogFormat>("log.format", FIELD(log.format),
+                         {{"text", LogFormat::kText}, {"json", LogFormat::kJson}}),
       BoolKey("log.pii", FIELD(log.pii)),
       DurationKey("shutdown.timeout", FIELD(shutdown.timeout)),
   };
@@ -215,9 +217,23 @@ const std::vector<KeySpec>& KeySpecs() {
 
 #undef FIELD
 
+// Other spellings of typed keys: issue 9 asked for `logging.format` while
+// the section has always been `log`; both name one key, so setting both in
+// one file is "set more than once".
+constexpr std::pair<std::string_view, std::string_view> kKeyAliases[] = {
+    {"logging.format", "log.format"}};
+
+std::string CanonicalKey(std::string_view key) {
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    if (key == alias) return std::string(canonical);
+  }
+  return std::string(key);
+}
+
 const KeySpec* FindSpec(std::string_view key) {
+  const std::string canonical = CanonicalKey(key);
   for (const KeySpec& spec : KeySpecs()) {
-    if (spec.key == key) return &spec;
+    if (spec.key == canonical) return &spec;
   }
   return nullptr;
 }
@@ -243,6 +259,9 @@ bool IsPassThroughRoot(std::string_view name) {
 // "topics", "processing", ...: the first component of a dotted typed key.
 bool IsSection(std::string_view name) {
   if (IsPassThroughRoot(name)) return true;
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    if (absl::StartsWith(AsAbsl(alias), absl::StrCat(AsAbsl(name), "."))) return true;
+  }
   for (const KeySpec& spec : KeySpecs()) {
     if (absl::StartsWith(spec.key,
                          absl::StrCat(absl::string_view(name.data(), name.size()), "."))) {
@@ -358,7 +377,7 @@ class FileFlattener {
         if (FindSpec(key) == nullptr && !pass_through) return UnknownKey(key, origin);
         return KeyError(key, "no value given", origin);
       } else {
-        if (!seen_.insert(key).second) {
+        if (!seen_.insert(CanonicalKey(key)).second) {
           return KeyError(key, "set more than once", origin);
         }
         out->push_back(Setting{key, value.Scalar(), origin});
@@ -438,6 +457,9 @@ absl::Status SettingsFromEnv(const std::map<std::string, std::string>& env,
                              std::vector<Setting>* out) {
   std::map<std::string, std::string> key_by_env;
   for (const KeySpec& spec : KeySpecs()) key_by_env[EnvironmentVariableForKey(spec.key)] = spec.key;
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    key_by_env[EnvironmentVariableForKey(std::string(alias))] = std::string(canonical);
+  }
   for (const auto& [name, value] : env) {
     if (!absl::StartsWith(name, "TALLY_")) continue;
     const std::string origin = absl::StrCat("from environment variable ", name);

@@ -149,6 +149,9 @@ struct MetricsOptions {
 
 struct LogOptions {
   LogLevel level = LogLevel::kInfo;
+  // log.format (alias logging.format): text for people, json for log
+  // pipelines (one object per line, see processor/common/log.h).
+  LogFormat format = LogFormat::kText;
   bool pii = false;  // see RedactForLog in processor/common/log.h
 };
 

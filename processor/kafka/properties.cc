@@ -96,33 +96,37 @@ absl::Status StatusFromError(RdKafka::Error* error, std::string_view context) {
 
 void LogEventCb::event_cb(RdKafka::Event& event) {
   switch (event.type()) {
-    case RdKafka::Event::EVENT_LOG:
+    case RdKafka::Event::EVENT_LOG: {
       // syslog(3) severities: 0-3 error, 4 warning, 5-6 info, 7 debug.
+      LogLevel level = LogLevel::kDebug;
       if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
-        TALLY_LOG(kError, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kError;
       } else if (event.severity() == RdKafka::Event::EVENT_SEVERITY_WARNING) {
-        TALLY_LOG(kWarning, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kWarning;
       } else if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_INFO) {
-        TALLY_LOG(kInfo, "kafka", role_, " ", event.fac(), ": ", event.str());
-      } else {
-        TALLY_LOG(kDebug, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kInfo;
+      }
+      if (LogEnabled(level)) {
+        LogEvent(level, "kafka", event.str(), {{"client", role_}, {"facility", event.fac()}});
       }
       break;
+    }
     case RdKafka::Event::EVENT_ERROR:
       if (on_error_) on_error_(event.err());
       if (event.fatal()) {
-        TALLY_LOG(kError, "kafka", role_, " fatal error: ", RdKafka::err2str(event.err()), ": ",
-                  event.str());
+        TALLY_LOG_FIELDS(kError, "kafka", absl::StrCat("fatal error: ", event.str()),
+                         {"client", role_}, {"error", RdKafka::err2str(event.err())});
       } else {
         // Transient connection errors are common and librdkafka recovers
         // from them by itself; they are warnings, not errors.
-        TALLY_LOG(kWarning, "kafka", role_, " error: ", RdKafka::err2str(event.err()), ": ",
-                  event.str());
+        TALLY_LOG_FIELDS(kWarning, "kafka", absl::StrCat("error: ", event.str()), {"client", role_},
+                         {"error", RdKafka::err2str(event.err())});
       }
       break;
     case RdKafka::Event::EVENT_THROTTLE:
-      TALLY_LOG(kDebug, "kafka", role_, " throttled ", event.throttle_time(), " ms by broker ",
-                event.broker_name());
+      TALLY_LOG_FIELDS(kDebug, "kafka", "throttled by broker", {"client", role_},
+                       {"throttle_ms", absl::StrCat(event.throttle_time())},
+                       {"broker", event.broker_name()});
       break;
     case RdKafka::Event::EVENT_STATS:
       if (on_stats_) on_stats_(event.str());

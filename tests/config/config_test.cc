@@ -75,6 +75,29 @@ TEST_F(ConfigTest, DefaultsAreValidOnceBootstrapServersIsSet) {
   EXPECT_EQ(DescribeConfig(*loaded), DescribeConfig(defaults));
 }
 
+TEST_F(ConfigTest, LogFormatAndItsLoggingAlias) {
+  ConfigSources sources = Minimal();
+  sources.file = WriteFile("logging:\n  format: json\n");
+  absl::StatusOr<TallyConfig> c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
+  EXPECT_THAT(DescribeConfig(*c), HasSubstr("log.format = json\n"));
+
+  sources.file = WriteFile("log:\n  format: json\nlogging:\n  format: text\n");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("logging.format: set more than once"));
+
+  sources.file.reset();
+  sources.env = {{"TALLY_LOGGING_FORMAT", "json"}};
+  c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
+
+  sources.env.clear();
+  sources.overrides.push_back("log.formt=json");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("unknown key 'log.formt' (did you mean 'log.format'?)"));
+  EXPECT_EQ(TallyConfig().log.format, LogFormat::kText);
+}
+
 TEST_F(ConfigTest, MissingBootstrapServersIsNamed) {
   EXPECT_THAT(ErrorOf(ConfigSources{}), HasSubstr("config: kafka.bootstrap.servers: required"));
 }
@@ -142,6 +165,7 @@ metrics:
   listen: 127.0.0.1:0
 log:
   level: debug
+  format: json
   pii: true
 shutdown:
   timeout: 5s
@@ -195,6 +219,7 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_EQ(c->offers.file, "o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
   EXPECT_EQ(c->log.level, LogLevel::kDebug);
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
   EXPECT_TRUE(c->log.pii);
   EXPECT_EQ(c->shutdown.timeout, absl::Seconds(5));
 
@@ -311,6 +336,7 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
        "processing.attribution_key: expected one of click_id|user_id, got 'email'"},
       {"log.level=loud", "log.level: expected one of debug|info|warning|error"},
       {"log.pii=maybe", "log.pii: expected true or false, got 'maybe'"},
+      {"log.format=yaml", "log.format: expected one of text|json, got 'yaml'"},
       {"state.block_cache_bytes=256MB", "state.block_cache_bytes: expected a size"},
       {"processing.worker_threads=99999999999", "processing.worker_threads: must be between"},
       {"processing.worker_threads=0", "processing.worker_threads: must be between 1 and 256"},

@@ -77,7 +77,7 @@ class LogEventCb : public RdKafka::EventCb {
   void event_cb(RdKafka::Event& event) override;
 
  private:
-  const std::string role_;  // "producer" / "consumer", prefixes each line
+  const std::string role_;  // "producer" / "consumer": the `client` field of each line
   const StatsHandler on_stats_;
   const ErrorHandler on_error_;
 };

@@ -15,6 +15,7 @@
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -194,19 +195,28 @@ class SignalThread {
   std::thread thread_;
 };
 
-void PrintHumanSummary(const ProcessorSummary& s) {
-  std::string text = absl::StrCat(
-      "Tally summary\n", "  events in         ", s.clicks_in + s.conversions_in, " (clicks ",
-      s.clicks_in, ", conversions ", s.conversions_in, ")\n", "  valid             ",
-      s.valid_clicks + s.valid_conversions, "\n", "  rejected          ", s.rejected, "\n");
+// The exit summary as one structured line (issue 9: no multi-line dumps);
+// tools/run.sh prints its fields one per line.
+LogFields SummaryFields(const ProcessorSummary& s) {
+  LogFields fields = {
+      {"events_in", absl::StrCat(s.clicks_in + s.conversions_in)},
+      {"clicks_in", absl::StrCat(s.clicks_in)},
+      {"conversions_in", absl::StrCat(s.conversions_in)},
+      {"valid", absl::StrCat(s.valid_clicks + s.valid_conversions)},
+      {"rejected", absl::StrCat(s.rejected)},
+  };
   for (const auto& [reason, count] : s.rejected_by_reason) {
-    absl::StrAppend(&text, "    ", reason,
-                    std::string(24 - std::min<size_t>(reason.size(), 23), ' '), count, "\n");
+    fields.push_back({absl::StrCat("rejected.", reason), absl::StrCat(count)});
   }
-  absl::StrAppend(&text, "  out: retained     ", s.retained, "\n", "  out: commissions  ",
-                  s.commissions_out, "\n", "  out: unattributed ", s.unattributed_out, "\n",
-                  "  pending now       ", s.pending, "\n", "  batches           ", s.batches, "\n");
-  std::cerr << text << std::flush;
+  for (const auto& [key, value] : std::initializer_list<std::pair<const char*, uint64_t>>{
+           {"out.retained", s.retained},
+           {"out.commissions", s.commissions_out},
+           {"out.unattributed", s.unattributed_out},
+           {"pending", s.pending},
+           {"batches", s.batches}}) {
+    fields.push_back({key, absl::StrCat(value)});
+  }
+  return fields;
 }
 
 int Main(int argc, char** argv) {
@@ -236,8 +246,11 @@ int Main(int argc, char** argv) {
   SetLogLevel(config->log.level);
   SetLogFormat(config->log.format);
   SetLogPii(config->log.pii);
-  TALLY_LOG(kInfo, kLog, "tally ", TallyVersion(), " starting with configuration:\n",
-            DescribeConfig(*config));
+  if (LogEnabled(LogLevel::kInfo)) {
+    LogFields fields = {{"version", TallyVersion()}};
+    for (LogField& field : DescribeConfigFields(*config)) fields.push_back(std::move(field));
+    LogEvent(LogLevel::kInfo, kLog, "tally starting", fields);
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   // A stalled loop (no iteration for this long) fails /healthz: longer than
@@ -310,7 +323,8 @@ int Main(int argc, char** argv) {
   summary.late_clicks = core_counters.late_clicks;
   summary.late_conversions = core_counters.late_conversions;
   std::cout << summary.ToJson() << std::endl;
-  PrintHumanSummary(summary);
+  // Whatever log.level says, like the JSON summary on stdout.
+  LogEvent(LogLevel::kInfo, kLog, "summary", SummaryFields(summary));
   if (!status.ok()) {
     TALLY_LOG(kError, kLog, "stopped on error: ", status.ToString());
     return 1;

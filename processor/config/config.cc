@@ -819,17 +819,25 @@ std::string ChangelogTopicOf(const TallyConfig& config) {
                                          : config.topics.changelog;
 }
 
-std::string DescribeConfig(const TallyConfig& config) {
-  std::string out;
-  const auto line = [&out](const std::string& key, const std::string& value) {
-    absl::StrAppend(&out, key, " = ", ci::IsSecretKey(key) ? "<redacted>" : value, "\n");
+LogFields DescribeConfigFields(const TallyConfig& config) {
+  LogFields out;
+  const auto add = [&out](const std::string& key, const std::string& value) {
+    out.push_back(LogField{key, ci::IsSecretKey(key) ? "<redacted>" : value});
   };
   for (const char* root : {"kafka", "consumer", "producer"}) {
     for (const auto& [property, value] : PassThroughMap(root, config)) {
-      line(absl::StrCat(root, ".", property), value);
+      add(absl::StrCat(root, ".", property), value);
     }
   }
-  for (const KeySpec& spec : KeySpecs()) line(spec.key, spec.get(config));
+  for (const KeySpec& spec : KeySpecs()) add(spec.key, spec.get(config));
+  return out;
+}
+
+std::string DescribeConfig(const TallyConfig& config) {
+  std::string out;
+  for (const LogField& field : DescribeConfigFields(config)) {
+    absl::StrAppend(&out, field.key, " = ", field.value, "\n");
+  }
   return out;
 }
 

@@ -222,6 +222,9 @@ absl::StatusOr<uint64_t> ProducerMessageMaxBytes(const TallyConfig& config);
 // LoadConfig accepts back. Values whose key contains password, secret, token,
 // sasl.oauthbearer or ssl.key are printed as "<redacted>".
 std::string DescribeConfig(const TallyConfig& config);
+// The same keys and (redacted) values as pairs, for one structured start-up
+// log line instead of a multi-line dump.
+LogFields DescribeConfigFields(const TallyConfig& config);
 
 // The dotted names of all typed keys (pass-through maps excluded), in the
 // order DescribeConfig prints them.

@@ -98,6 +98,14 @@ TEST_F(ConfigTest, LogFormatAndItsLoggingAlias) {
   EXPECT_EQ(TallyConfig().log.format, LogFormat::kText);
 }
 
+TEST_F(ConfigTest, DescribeConfigFieldsMatchDescribeConfig) {
+  absl::StatusOr<TallyConfig> c = LoadConfig(Minimal());
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::string joined;
+  for (const LogField& f : DescribeConfigFields(*c)) joined += f.key + " = " + f.value + "\n";
+  EXPECT_EQ(joined, DescribeConfig(*c));
+}
+
 TEST_F(ConfigTest, MissingBootstrapServersIsNamed) {
   EXPECT_THAT(ErrorOf(ConfigSources{}), HasSubstr("config: kafka.bootstrap.servers: required"));
 }

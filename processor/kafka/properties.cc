@@ -62,6 +62,12 @@ absl::Status ApplyProperties(RdKafka::Conf* conf, const Properties& props) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeConf(const Properties& props) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  if (absl::Status status = ApplyProperties(conf.get(), props); !status.ok()) return status;
+  return conf;
+}
+
 void SetDefault(Properties* props, const std::string& key, const std::string& value) {
   props->emplace(key, value);  // no-op when the caller set the key
 }
@@ -135,4 +141,33 @@ void LogEventCb::event_cb(RdKafka::Event& event) {
 }
 
 }  // namespace internal
+
+absl::Status CheckClientProperties(ClientRole role, const Properties& props,
+                                   const std::string& transactional_id) {
+  absl::StatusOr<Properties> effective = absl::InternalError("unreachable");
+  const char* name = "?";
+  switch (role) {
+    case ClientRole::kProducer:
+      name = "producer";
+      effective = internal::ProducerProperties(props, transactional_id);
+      break;
+    case ClientRole::kConsumer:
+      name = "consumer";
+      effective = internal::ConsumerProperties(props);
+      break;
+    case ClientRole::kReader:
+      name = "reader";
+      effective = internal::ReaderProperties(props);
+      break;
+  }
+  if (!effective.ok()) return effective.status();
+  // A Conf is only a property table: building it opens no socket and
+  // starts no thread, which is what lets --check-config run anywhere.
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = internal::MakeConf(*effective);
+  if (!conf.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("kafka ", name, ": ", conf.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tally::kafka

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -789,17 +790,52 @@ absl::Status ValidateConfig(const TallyConfig& c) {
 
 #undef RETURN_IF_ERROR
 
+namespace {
+
+// The keys that name files read at start-up (and on SIGHUP).
+constexpr std::string_view kFileKeys[] = {"offers.file", "fraud.bot_user_agents_file",
+                                          "fraud.ip_blocklist_file"};
+
+// `name` if it is empty or absolute, otherwise `folder`/`name`.
+std::string ResolveAgainst(const std::filesystem::path& folder, const std::string& name) {
+  if (name.empty() || folder.empty() || std::filesystem::path(name).is_absolute()) return name;
+  return (folder / name).lexically_normal().string();
+}
+
+}  // namespace
+
 absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
   std::vector<Setting> settings;
   if (sources.file.has_value()) {
     absl::Status status = SettingsFromFile(*sources.file, &settings);
     if (!status.ok()) return status;
   }
+  const size_t file_settings = settings.size();
   if (absl::Status status = SettingsFromEnv(sources.env, &settings); !status.ok()) return status;
   if (absl::Status status = SettingsFromOverrides(sources.overrides, &settings); !status.ok()) {
     return status;
   }
   TallyConfig config;
+  if (sources.file.has_value()) {
+    // The rule files ship beside the configuration (deploy/config, one
+    // ConfigMap folder in Kubernetes): its relative names, and the
+    // defaults, mean that folder, not wherever tally was started from.
+    // Values from the environment and --set are typed in a shell, so they
+    // keep meaning the working directory.
+    const std::filesystem::path folder = std::filesystem::path(*sources.file).parent_path();
+    for (std::string_view key : kFileKeys) {
+      const KeySpec* spec = FindSpec(key);
+      if (absl::Status s = spec->set(ResolveAgainst(folder, spec->get(config)), &config); !s.ok()) {
+        return s;
+      }
+    }
+    for (size_t i = 0; i < file_settings; ++i) {
+      if (std::find(std::begin(kFileKeys), std::end(kFileKeys), CanonicalKey(settings[i].key)) !=
+          std::end(kFileKeys)) {
+        settings[i].value = ResolveAgainst(folder, settings[i].value);
+      }
+    }
+  }
   for (const Setting& s : settings) {
     if (absl::Status status = ApplySetting(s, &config); !status.ok()) return status;
   }

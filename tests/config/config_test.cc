@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -73,6 +74,35 @@ TEST_F(ConfigTest, DefaultsAreValidOnceBootstrapServersIsSet) {
   EXPECT_EQ(loaded->metrics.listen, "0.0.0.0:9464");
   defaults.instance_id = loaded->instance_id;
   EXPECT_EQ(DescribeConfig(*loaded), DescribeConfig(defaults));
+}
+
+// Relative rule-file names in a file (and the defaults) resolve against the
+// file's folder, so that tally finds the files shipped beside its
+// configuration from any working directory; names from the environment and
+// --set stay relative to the working directory.
+TEST_F(ConfigTest, RuleFilePathsResolveAgainstTheConfigFilesFolder) {
+  ConfigSources sources = Minimal();
+  sources.file =
+      WriteFile("offers:\n  file: sub/../o.yaml\nfraud:\n  ip_blocklist_file: /abs/ips.txt\n");
+  sources.env = {{"TALLY_FRAUD_BOT_USER_AGENTS_FILE", "env-bots.txt"}};
+  absl::StatusOr<TallyConfig> c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string folder = std::filesystem::path(*sources.file).parent_path().string();
+  EXPECT_EQ(c->offers.file, folder + "/o.yaml");
+  EXPECT_EQ(c->fraud.ip_blocklist_file, "/abs/ips.txt");
+  EXPECT_EQ(c->fraud.bot_user_agents_file, "env-bots.txt");
+
+  sources.env.clear();
+  sources.overrides.push_back("offers.file=cwd.yaml");
+  c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->offers.file, "cwd.yaml");
+  EXPECT_EQ(c->fraud.bot_user_agents_file, folder + "/" + TallyConfig().fraud.bot_user_agents_file);
+
+  // Without a file nothing is rewritten.
+  c = LoadConfig(Minimal());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->offers.file, TallyConfig().offers.file);
 }
 
 TEST_F(ConfigTest, LogFormatAndItsLoggingAlias) {
@@ -218,13 +248,15 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_FALSE(c->state.sync_commits);
   EXPECT_EQ(c->dedup.table_slots, 1024u);
   EXPECT_EQ(c->dedup.horizon, absl::Hours(40 * 24));
-  EXPECT_EQ(c->fraud.bot_user_agents_file, "bots.txt");
-  EXPECT_EQ(c->fraud.ip_blocklist_file, "ips.txt");
+  // Relative to the file's folder.
+  const std::string folder = std::filesystem::path(*sources.file).parent_path().string();
+  EXPECT_EQ(c->fraud.bot_user_agents_file, folder + "/bots.txt");
+  EXPECT_EQ(c->fraud.ip_blocklist_file, folder + "/ips.txt");
   EXPECT_EQ(c->fraud.max_clicks_per_ip, 5);
   EXPECT_EQ(c->fraud.flood_window, absl::Seconds(30));
   EXPECT_EQ(c->fraud.flood_lateness, absl::Hours(2));
   EXPECT_EQ(c->fraud.flood_table_slots, 2048u);
-  EXPECT_EQ(c->offers.file, "o.yaml");
+  EXPECT_EQ(c->offers.file, folder + "/o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
   EXPECT_EQ(c->log.level, LogLevel::kDebug);
   EXPECT_EQ(c->log.format, LogFormat::kJson);
@@ -536,6 +568,11 @@ TEST_F(ConfigTest, DeployExampleFileHoldsEveryKeyWithItsDefault) {
   TallyConfig defaults;
   defaults.kafka.common["bootstrap.servers"] = loaded->kafka.common.at("bootstrap.servers");
   defaults.instance_id = Hostname();
+  // The default rule-file names mean the configuration's folder.
+  const std::string folder = std::string(TALLY_SOURCE_DIR) + "/deploy/config/";
+  defaults.offers.file = folder + defaults.offers.file;
+  defaults.fraud.bot_user_agents_file = folder + defaults.fraud.bot_user_agents_file;
+  defaults.fraud.ip_blocklist_file = folder + defaults.fraud.ip_blocklist_file;
   EXPECT_EQ(DescribeConfig(*loaded), DescribeConfig(defaults));
 
   const YAML::Node root = YAML::LoadFile(path);

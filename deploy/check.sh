@@ -14,8 +14,9 @@
 #      needs (deploy/validate/validate.mjs);
 #   5. negative tests: a copy with `readinesProbe` misspelt, and one with
 #      `containerPort: "ninety"`, must fail;
-#   6. the ConfigMap's configuration passes `tally --check-config`, when the
-#      binary has that flag (skipped with a message otherwise);
+#   6. every rendered ConfigMap's configuration passes `tally --check-config`
+#      with the pod's arguments and environment (no binary: failure), and a
+#      broken dev overlay does not;
 #   7. the Dockerfile: every FROM pinned, .dockerignore, non-root final stage
 #      with a HEALTHCHECK and without the dev tools, runtime packages that
 #      cover every shared library tally links.
@@ -121,23 +122,34 @@ fi
 echo "alerts: a missing runbook section and a missing runbook_url are rejected as expected"
 
 step "6. tally --check-config on the ConfigMap"
-if [ ! -x "$tally" ]; then
-  echo "SKIPPED: no tally binary at $tally (build first; TALLY_BIN overrides)"
-elif ! "$tally" --help 2>&1 | grep -q -- '--check-config'; then
-  echo "SKIPPED: $tally --help does not list --check-config (not implemented in this build)"
-else
-  for name in base "${!expect[@]}"; do
-    out="$tmp/pod-$name"
-    node "$validate" extract "$tmp/$name.yaml" "$out" >/dev/null
-    mapfile -t args <"$out/args"
-    mapfile -t envs <"$out/env"
-    if ! env -i PATH="$PATH" "${envs[@]}" "$tally" --check-config "${args[@]}" >"$out/log" 2>&1; then
-      cat "$out/log"
-      fail "$name: tally --check-config refused the ConfigMap's configuration with the pod's arguments and environment"
-    fi
-    echo "$name: tally --check-config accepted it"
-  done
+# No skipping: a check that passes without its binary proves nothing.
+[ -x "$tally" ] || fail "no tally binary at $tally (build first; ctest sets TALLY_BIN)"
+"$tally" --help 2>&1 | grep -q -- '--check-config' || fail "$tally --help does not list --check-config"
+# Every rendered ConfigMap's configuration, with the pod's arguments and
+# environment, must pass; and the check must be able to fail (a dev overlay
+# with its write buffer as large as its block cache is refused).
+check_pod() {  # NAME RENDERED.yaml
+  local name=$1 rendered=$2 out="$tmp/pod-$1"
+  node "$validate" extract "$rendered" "$out" >/dev/null
+  mapfile -t args <"$out/args"
+  mapfile -t envs <"$out/env"
+  env -i PATH="$PATH" "${envs[@]}" "$tally" --check-config "${args[@]}" >"$out/log" 2>&1
+}
+for name in base "${!expect[@]}"; do
+  if ! check_pod "$name" "$tmp/$name.yaml"; then
+    cat "$tmp/pod-$name/log"
+    fail "$name: tally --check-config refused the ConfigMap's configuration with the pod's arguments and environment"
+  fi
+  grep -q '^configuration OK: ' "$tmp/pod-$name/log" || fail "$name: tally --check-config did not say configuration OK"
+  echo "$name: tally --check-config accepted it"
+done
+sed '/name: TALLY_STATE_WRITE_BUFFER_BYTES/{n;s/value: .*/value: 64MiB/}' "$tmp/dev.yaml" >"$tmp/dev-bad.yaml"
+cmp -s "$tmp/dev.yaml" "$tmp/dev-bad.yaml" && fail "negative check-config test: the edit changed nothing"
+if check_pod dev-bad "$tmp/dev-bad.yaml"; then
+  fail "negative check-config test: a 64MiB write buffer with a 64MiB block cache passed"
 fi
+grep -q 'state.write_buffer_bytes' "$tmp/pod-dev-bad/log" || { cat "$tmp/pod-dev-bad/log"; fail "negative check-config test: the failure does not name state.write_buffer_bytes"; }
+echo "dev with a 64MiB write buffer: rejected as expected: $(head -n1 "$tmp/pod-dev-bad/log")"
 
 step "7. Dockerfile"
 dockerfile="$here/Dockerfile"

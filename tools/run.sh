@@ -63,7 +63,10 @@ verdict=0
 
 echo
 echo "== summary"
-sed -n '/^Tally summary/,$p' "$OUT/tally.log"
-echo "  wall time         $(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f s (incl. group join and idle detection)", b-a}')"
+# tally logs its exit summary as one line of key=value fields (log.format
+# text, the default): one per line here.
+grep -m1 ' main: summary ' "$OUT/tally.log" | sed 's/^.* main: summary //' | tr ' ' '\n' |
+  awk -F= 'NF == 2 {printf "  %-30s %s\n", $1, $2}'
+printf '  %-30s %s\n' wall_time "$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f s (incl. group join and idle detection)", b-a}')"
 echo "files: $OUT"
 exit $verdict

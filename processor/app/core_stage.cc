@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "processor/common/log.h"
 #include "processor/dedup/dedup_key.h"
+#include "processor/fraud/fraud_rules.h"
 #include "processor/join/records.h"
 #include "processor/kafka/kafka.h"
 #include "prometheus/counter.h"
@@ -292,22 +293,41 @@ CoreStage::~CoreStage() {
   tasks_.clear();
 }
 
-absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
-    const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
-    prometheus::Registry* registry, std::unique_ptr<Restorer> restorer) {
-  if (offers == nullptr) return absl::InvalidArgumentError("offers.file: no offers catalog");
-  if (offers->max_attribution_window_ms() > options.dedup.horizon_ms) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "dedup.horizon: ", options.dedup.horizon_ms, " ms is shorter than the longest attribution ",
-        "window of offers.file (", offers->max_attribution_window_ms(), " ms)"));
-  }
-  if (absl::Status s = options.dedup.Validate(); !s.ok()) return s;
-  auto stage = std::unique_ptr<CoreStage>(new CoreStage(options, std::move(offers)));
+namespace {
+
+StateStoreOptions EffectiveStateOptions(const CoreStageOptions& options) {
   StateStoreOptions state = options.state;
   // Changelogged stores expire by a sweep whose deletions reach the
   // changelog (design §10.7).
   state.expire_by_sweep = !options.changelog_topic.empty();
-  auto stores = StateStores::Create(state);
+  return state;
+}
+
+}  // namespace
+
+absl::Status CoreStage::CheckOptions(const CoreStageOptions& options, const OffersCatalog& offers) {
+  if (offers.max_attribution_window_ms() > options.dedup.horizon_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dedup.horizon: ", options.dedup.horizon_ms, " ms is shorter than the longest attribution ",
+        "window of offers.file (", offers.max_attribution_window_ms(), " ms)"));
+  }
+  if (absl::Status s = options.dedup.Validate(); !s.ok()) return s;
+  if (absl::Status s = EffectiveStateOptions(options).Validate(); !s.ok()) return s;
+  if (absl::Status s = options.fraud.Validate(); !s.ok()) return s;
+  // Parsed here and again by FraudFilter::Create: the files are small, and
+  // a check that only looked at the names would pass a broken file.
+  absl::StatusOr<std::shared_ptr<const FraudRules>> rules =
+      FraudRules::Load(options.fraud.bot_user_agents_file, options.fraud.ip_blocklist_file);
+  return rules.status();
+}
+
+absl::StatusOr<std::unique_ptr<CoreStage>> CoreStage::Create(
+    const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
+    prometheus::Registry* registry, std::unique_ptr<Restorer> restorer) {
+  if (offers == nullptr) return absl::InvalidArgumentError("offers.file: no offers catalog");
+  if (absl::Status s = CheckOptions(options, *offers); !s.ok()) return s;
+  auto stage = std::unique_ptr<CoreStage>(new CoreStage(options, std::move(offers)));
+  auto stores = StateStores::Create(EffectiveStateOptions(options));
   if (!stores.ok()) return stores.status();
   stage->stores_ = std::move(*stores);
   auto fraud = FraudFilter::Create(options.fraud);

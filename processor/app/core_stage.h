@@ -104,6 +104,11 @@ class CoreStage final : public PipelineStage {
   static absl::StatusOr<std::unique_ptr<CoreStage>> Create(
       const CoreStageOptions& options, std::shared_ptr<const OffersCatalog> offers,
       prometheus::Registry* registry = nullptr, std::unique_ptr<Restorer> restorer = nullptr);
+  // Every check Create() makes before it opens a store: the options of
+  // dedup, state and fraud, the dedup horizon against `offers`, and the
+  // fraud rule files parsed. Touches no store and creates no file or
+  // directory (tally --check-config); Create() calls it first.
+  static absl::Status CheckOptions(const CoreStageOptions& options, const OffersCatalog& offers);
   ~CoreStage() override;
 
   bool AlreadyCovered(const EventSource& source) override;

@@ -15,6 +15,8 @@
 #include <iostream>
 #include <memory>
 #include <thread>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -198,19 +200,75 @@ class SignalThread {
   std::thread thread_;
 };
 
-void PrintHumanSummary(const ProcessorSummary& s) {
-  std::string text = absl::StrCat(
-      "Tally summary\n", "  events in         ", s.clicks_in + s.conversions_in, " (clicks ",
-      s.clicks_in, ", conversions ", s.conversions_in, ")\n", "  valid             ",
-      s.valid_clicks + s.valid_conversions, "\n", "  rejected          ", s.rejected, "\n");
+// A start-up failure once the configuration (and so log.format) is known:
+// one log line like every other, whatever log.level says.
+void LogFatal(absl::string_view message) {
+  LogEvent(LogLevel::kError, kLog, std::string_view(message.data(), message.size()), {});
+}
+
+// The exit summary as one structured line (issue 9: no multi-line dumps);
+// tools/run.sh prints its fields one per line.
+LogFields SummaryFields(const ProcessorSummary& s) {
+  LogFields fields = {
+      {"events_in", absl::StrCat(s.clicks_in + s.conversions_in)},
+      {"clicks_in", absl::StrCat(s.clicks_in)},
+      {"conversions_in", absl::StrCat(s.conversions_in)},
+      {"valid", absl::StrCat(s.valid_clicks + s.valid_conversions)},
+      {"rejected", absl::StrCat(s.rejected)},
+  };
   for (const auto& [reason, count] : s.rejected_by_reason) {
-    absl::StrAppend(&text, "    ", reason,
-                    std::string(24 - std::min<size_t>(reason.size(), 23), ' '), count, "\n");
+    fields.push_back({absl::StrCat("rejected.", reason), absl::StrCat(count)});
   }
-  absl::StrAppend(&text, "  out: retained     ", s.retained, "\n", "  out: commissions  ",
-                  s.commissions_out, "\n", "  out: unattributed ", s.unattributed_out, "\n",
-                  "  pending now       ", s.pending, "\n", "  batches           ", s.batches, "\n");
-  std::cerr << text << std::flush;
+  for (const auto& [key, value] : std::initializer_list<std::pair<const char*, uint64_t>>{
+           {"out.retained", s.retained},
+           {"out.commissions", s.commissions_out},
+           {"out.unattributed", s.unattributed_out},
+           {"pending", s.pending},
+           {"batches", s.batches}}) {
+    fields.push_back({key, absl::StrCat(value)});
+  }
+  return fields;
+}
+
+// What start-up derives from the configuration before it binds, connects
+// or opens anything. `tally --check-config` runs exactly this and stops, so
+// a configuration it accepts is one start-up accepts.
+struct StartupPlan {
+  std::shared_ptr<const OffersCatalog> offers;
+  CoreStageOptions core;
+  ProcessorOptions processor;
+  kafka::Properties reader_properties;  // the changelog restore reader
+};
+
+absl::StatusOr<StartupPlan> PlanStartup(const TallyConfig& config) {
+  StartupPlan plan;
+  absl::StatusOr<std::shared_ptr<const OffersCatalog>> offers =
+      OffersCatalog::Load(config.offers.file);
+  if (!offers.ok()) return offers.status();
+  plan.offers = *std::move(offers);
+  plan.core = MakeCoreStageOptions(config, *plan.offers);
+  if (absl::Status s = CoreStage::CheckOptions(plan.core, *plan.offers); !s.ok()) return s;
+  plan.processor = MakeProcessorOptions(config);
+  // The restore reader: the consumer's connection settings, outside the
+  // group, reading only committed changelog transactions under
+  // exactly-once.
+  plan.reader_properties = config.kafka.common;
+  for (const auto& [k, v] : config.kafka.consumer) plan.reader_properties[k] = v;
+  plan.reader_properties.erase("group.instance.id");
+  plan.reader_properties["group.id"] = absl::StrCat(config.group_id, "-restore");
+  if (config.processing.guarantee == Guarantee::kExactlyOnce) {
+    plan.reader_properties["isolation.level"] = "read_committed";
+  }
+  for (const auto& [role, props, transactional_id] :
+       {std::tuple{kafka::ClientRole::kConsumer, &plan.processor.consumer_properties, ""},
+        std::tuple{kafka::ClientRole::kProducer, &plan.processor.producer_properties,
+                   plan.processor.transactional_id.c_str()},
+        std::tuple{kafka::ClientRole::kReader, &plan.reader_properties, ""}}) {
+    if (absl::Status s = kafka::CheckClientProperties(role, *props, transactional_id); !s.ok()) {
+      return s;
+    }
+  }
+  return plan;
 }
 
 int Main(int argc, char** argv) {
@@ -238,9 +296,27 @@ int Main(int argc, char** argv) {
     return 2;
   }
   SetLogLevel(config->log.level);
+  SetLogFormat(config->log.format);
   SetLogPii(config->log.pii);
-  TALLY_LOG(kInfo, kLog, "tally ", TallyVersion(), " starting with configuration:\n",
-            DescribeConfig(*config));
+  absl::StatusOr<StartupPlan> plan = PlanStartup(*config);
+  if (!plan.ok()) {
+    // --check-config answers a person: plain text, whatever log.format.
+    if (command_line->check_config) {
+      std::cerr << "tally: " << plan.status().message() << "\n";
+    } else {
+      LogFatal(plan.status().message());
+    }
+    return 2;
+  }
+  if (command_line->check_config) {
+    std::cout << "configuration OK: " << *command_line->config_file << "\n";
+    return 0;
+  }
+  if (LogEnabled(LogLevel::kInfo)) {
+    LogFields fields = {{"version", TallyVersion()}};
+    for (LogField& field : DescribeConfigFields(*config)) fields.push_back(std::move(field));
+    LogEvent(LogLevel::kInfo, kLog, "tally starting", fields);
+  }
 
   auto registry = std::make_shared<prometheus::Registry>();
   // A stalled loop (no iteration for this long) fails /healthz: longer than
@@ -249,45 +325,29 @@ int Main(int argc, char** argv) {
   auto metrics =
       MetricsServer::Start(config->metrics.listen, registry, health, MetricEndpoints(*config));
   if (!metrics.ok()) {
-    std::cerr << "tally: metrics.listen: " << metrics.status().message() << "\n";
+    LogFatal(absl::StrCat("metrics.listen: ", metrics.status().message()));
     return 2;
   }
   TALLY_LOG(kInfo, kLog, "metrics on port ", (*metrics)->port(), " at /metrics");
 
-  auto offers = OffersCatalog::Load(config->offers.file);
-  if (!offers.ok()) {
-    std::cerr << "tally: " << offers.status().message() << "\n";
-    return 2;
-  }
-  // The restore reader: the consumer's connection settings, outside the
-  // group, reading only committed changelog transactions under
-  // exactly-once.
-  kafka::Properties reader_properties = config->kafka.common;
-  for (const auto& [k, v] : config->kafka.consumer) reader_properties[k] = v;
-  reader_properties.erase("group.instance.id");
-  reader_properties["group.id"] = absl::StrCat(config->group_id, "-restore");
-  if (config->processing.guarantee == Guarantee::kExactlyOnce) {
-    reader_properties["isolation.level"] = "read_committed";
-  }
-  auto reader = kafka::PartitionReader::Create(reader_properties);
+  auto reader = kafka::PartitionReader::Create(plan->reader_properties);
   if (!reader.ok()) {
-    std::cerr << "tally: creating the changelog reader: " << reader.status().message() << "\n";
+    LogFatal(absl::StrCat("creating the changelog reader: ", reader.status().message()));
     return 2;
   }
   Restorer::Options restore_options;
   restore_options.changelog_topic = ChangelogTopicOf(*config);
   auto restorer = std::make_unique<Restorer>(restore_options, std::move(*reader));
-  auto stage = CoreStage::Create(MakeCoreStageOptions(*config, **offers), *offers, registry.get(),
-                                 std::move(restorer));
+  auto stage = CoreStage::Create(plan->core, plan->offers, registry.get(), std::move(restorer));
   if (!stage.ok()) {
-    std::cerr << "tally: " << stage.status().message() << "\n";
+    LogFatal(stage.status().message());
     return 2;
   }
-  ProcessorOptions processor_options = MakeProcessorOptions(*config);
+  ProcessorOptions processor_options = std::move(plan->processor);
   processor_options.health = health;
   auto processor = Processor::Create(std::move(processor_options), stage->get(), *registry);
   if (!processor.ok()) {
-    std::cerr << "tally: " << processor.status().message() << "\n";
+    LogFatal(processor.status().message());
     // A client property librdkafka refuses is a configuration error.
     return processor.status().code() == absl::StatusCode::kInvalidArgument ||
                    processor.status().code() == absl::StatusCode::kFailedPrecondition
@@ -314,7 +374,8 @@ int Main(int argc, char** argv) {
   summary.late_clicks = core_counters.late_clicks;
   summary.late_conversions = core_counters.late_conversions;
   std::cout << summary.ToJson() << std::endl;
-  PrintHumanSummary(summary);
+  // Whatever log.level says, like the JSON summary on stdout.
+  LogEvent(LogLevel::kInfo, kLog, "summary", SummaryFields(summary));
   if (!status.ok()) {
     TALLY_LOG(kError, kLog, "stopped on error: ", status.ToString());
     return 1;

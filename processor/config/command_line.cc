@@ -36,16 +36,29 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
   for (int i = 1; i < argc; ++i) {
     const absl::string_view arg = argv[i];
     std::string value;
-    absl::StatusOr<bool> took = TakeValueFlag("--config", argc, argv, &i, &value);
-    if (!took.ok()) return took.status();
-    if (*took) {
-      if (result.config_file.has_value()) {
-        return absl::InvalidArgumentError("--config: given more than once");
-      }
-      if (value.empty()) return absl::InvalidArgumentError("--config: empty file name");
-      result.config_file = value;
+    // Bare --check-config (nothing or another flag after it) validates the
+    // --config file; otherwise it takes the file itself.
+    if (arg == "--check-config" && (i + 1 >= argc || absl::StartsWith(argv[i + 1], "-"))) {
+      result.check_config = true;
       continue;
     }
+    absl::StatusOr<bool> took = false;
+    // Both name the configuration file; --check-config also says what to do
+    // with it, so one of the two, once.
+    for (const char* flag : {"--config", "--check-config"}) {
+      took = TakeValueFlag(flag, argc, argv, &i, &value);
+      if (!took.ok()) return took.status();
+      if (!*took) continue;
+      if (result.config_file.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(flag, ": the configuration file is given more than once"));
+      }
+      if (value.empty()) return absl::InvalidArgumentError(absl::StrCat(flag, ": empty file name"));
+      result.config_file = value;
+      if (absl::string_view(flag) == "--check-config") result.check_config = true;
+      break;
+    }
+    if (*took) continue;
     took = TakeValueFlag("--set", argc, argv, &i, &value);
     if (!took.ok()) return took.status();
     if (*took) {
@@ -67,15 +80,26 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, const char* const* argv) 
       return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
     }
   }
+  if (result.check_config && !result.config_file.has_value()) {
+    return absl::InvalidArgumentError(
+        "--check-config: no configuration file (--check-config FILE or --config FILE "
+        "--check-config)");
+  }
   return result;
 }
 
 std::string CommandLineUsage(std::string_view program) {
   return absl::StrCat(
       "usage: ", absl::string_view(program.data(), program.size()),
-      " [--config FILE] [--set key=value]... [--help] [--version]\n"
+      " [--config FILE | --check-config FILE] [--set key=value]... [--help] [--version]\n"
       "\n"
-      "  --config FILE     YAML configuration file (example: deploy/config/tally.yaml)\n"
+      "  --config FILE     YAML configuration file (example: deploy/config/tally.yaml);\n"
+      "                    relative file names in it resolve against its folder\n"
+      "  --check-config FILE, or --config FILE --check-config\n"
+      "                    validate FILE (with TALLY_* variables and --set) as start-up\n"
+      "                    would, offers and fraud rule files included, without\n"
+      "                    connecting anywhere or creating anything; prints\n"
+      "                    'configuration OK: FILE' and exits 0, or exits 2\n"
       "  --set key=value   override one key, e.g. --set processing.worker_threads=4;\n"
       "                    repeatable; wins over the file and TALLY_* variables\n"
       "  --help            print this text and exit\n"

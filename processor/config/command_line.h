@@ -1,6 +1,9 @@
 // Command-line parsing shared by Tally's binaries:
 //   --config FILE        YAML configuration file (also --config=FILE)
 //   --set key=value      override one key; repeatable (also --set=key=value)
+//   --check-config FILE  validate FILE as --config would, then exit (also
+//                        --check-config=FILE, or bare --check-config beside
+//                        --config FILE)
 //   --help, --version
 // Anything else is an error naming the offending argument. The parsed
 // overrides go into ConfigSources::overrides (processor/config/config.h).
@@ -19,6 +22,9 @@ namespace tally {
 struct CommandLine {
   std::optional<std::string> config_file;
   std::vector<std::string> overrides;  // "key=value", in command-line order
+  // --check-config [FILE]: config_file is FILE (or --config's); validate everything start-up
+  // validates, connect nowhere, create nothing, exit.
+  bool check_config = false;
   bool help = false;
   bool version = false;
 };

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <limits>
@@ -210,6 +211,8 @@ const std::vector<KeySpec>& KeySpecs() {
                          {"info", LogLevel::kInfo},
                          {"warning", LogLevel::kWarning},
                          {"error", LogLevel::kError}}),
+      EnumKey<LogFormat>("log.format", FIELD(log.format),
+                         {{"text", LogFormat::kText}, {"json", LogFormat::kJson}}),
       BoolKey("log.pii", FIELD(log.pii)),
       DurationKey("shutdown.timeout", FIELD(shutdown.timeout)),
   };
@@ -218,9 +221,23 @@ const std::vector<KeySpec>& KeySpecs() {
 
 #undef FIELD
 
+// Other spellings of typed keys: issue 9 asked for `logging.format` while
+// the section has always been `log`; both name one key, so setting both in
+// one file is "set more than once".
+constexpr std::pair<std::string_view, std::string_view> kKeyAliases[] = {
+    {"logging.format", "log.format"}};
+
+std::string CanonicalKey(std::string_view key) {
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    if (key == alias) return std::string(canonical);
+  }
+  return std::string(key);
+}
+
 const KeySpec* FindSpec(std::string_view key) {
+  const std::string canonical = CanonicalKey(key);
   for (const KeySpec& spec : KeySpecs()) {
-    if (spec.key == key) return &spec;
+    if (spec.key == canonical) return &spec;
   }
   return nullptr;
 }
@@ -246,6 +263,9 @@ bool IsPassThroughRoot(std::string_view name) {
 // "topics", "processing", ...: the first component of a dotted typed key.
 bool IsSection(std::string_view name) {
   if (IsPassThroughRoot(name)) return true;
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    if (absl::StartsWith(AsAbsl(alias), absl::StrCat(AsAbsl(name), "."))) return true;
+  }
   for (const KeySpec& spec : KeySpecs()) {
     if (absl::StartsWith(spec.key,
                          absl::StrCat(absl::string_view(name.data(), name.size()), "."))) {
@@ -361,7 +381,7 @@ class FileFlattener {
         if (FindSpec(key) == nullptr && !pass_through) return UnknownKey(key, origin);
         return KeyError(key, "no value given", origin);
       } else {
-        if (!seen_.insert(key).second) {
+        if (!seen_.insert(CanonicalKey(key)).second) {
           return KeyError(key, "set more than once", origin);
         }
         out->push_back(Setting{key, value.Scalar(), origin});
@@ -441,6 +461,9 @@ absl::Status SettingsFromEnv(const std::map<std::string, std::string>& env,
                              std::vector<Setting>* out) {
   std::map<std::string, std::string> key_by_env;
   for (const KeySpec& spec : KeySpecs()) key_by_env[EnvironmentVariableForKey(spec.key)] = spec.key;
+  for (const auto& [alias, canonical] : kKeyAliases) {
+    key_by_env[EnvironmentVariableForKey(std::string(alias))] = std::string(canonical);
+  }
   for (const auto& [name, value] : env) {
     if (!absl::StartsWith(name, "TALLY_")) continue;
     const std::string origin = absl::StrCat("from environment variable ", name);
@@ -814,6 +837,17 @@ std::vector<std::string> SplitList(const std::string& list) {
   }
   return items;
 }
+
+// The keys that name files read at start-up (and on SIGHUP).
+constexpr std::string_view kFileKeys[] = {"offers.file", "fraud.bot_user_agents_file",
+                                          "fraud.ip_blocklist_file"};
+
+// `name` if it is empty or absolute, otherwise `folder`/`name`.
+std::string ResolveAgainst(const std::filesystem::path& folder, const std::string& name) {
+  if (name.empty() || folder.empty() || std::filesystem::path(name).is_absolute()) return name;
+  return (folder / name).lexically_normal().string();
+}
+
 }  // namespace
 
 std::vector<std::string> MetricCurrencyCodes(const TallyConfig& config) {
@@ -830,11 +864,32 @@ absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources) {
     absl::Status status = SettingsFromFile(*sources.file, &settings);
     if (!status.ok()) return status;
   }
+  const size_t file_settings = settings.size();
   if (absl::Status status = SettingsFromEnv(sources.env, &settings); !status.ok()) return status;
   if (absl::Status status = SettingsFromOverrides(sources.overrides, &settings); !status.ok()) {
     return status;
   }
   TallyConfig config;
+  if (sources.file.has_value()) {
+    // The rule files ship beside the configuration (deploy/config, one
+    // ConfigMap folder in Kubernetes): its relative names, and the
+    // defaults, mean that folder, not wherever tally was started from.
+    // Values from the environment and --set are typed in a shell, so they
+    // keep meaning the working directory.
+    const std::filesystem::path folder = std::filesystem::path(*sources.file).parent_path();
+    for (std::string_view key : kFileKeys) {
+      const KeySpec* spec = FindSpec(key);
+      if (absl::Status s = spec->set(ResolveAgainst(folder, spec->get(config)), &config); !s.ok()) {
+        return s;
+      }
+    }
+    for (size_t i = 0; i < file_settings; ++i) {
+      if (std::find(std::begin(kFileKeys), std::end(kFileKeys), CanonicalKey(settings[i].key)) !=
+          std::end(kFileKeys)) {
+        settings[i].value = ResolveAgainst(folder, settings[i].value);
+      }
+    }
+  }
   for (const Setting& s : settings) {
     if (absl::Status status = ApplySetting(s, &config); !status.ok()) return status;
   }
@@ -854,17 +909,25 @@ std::string ChangelogTopicOf(const TallyConfig& config) {
                                          : config.topics.changelog;
 }
 
-std::string DescribeConfig(const TallyConfig& config) {
-  std::string out;
-  const auto line = [&out](const std::string& key, const std::string& value) {
-    absl::StrAppend(&out, key, " = ", ci::IsSecretKey(key) ? "<redacted>" : value, "\n");
+LogFields DescribeConfigFields(const TallyConfig& config) {
+  LogFields out;
+  const auto add = [&out](const std::string& key, const std::string& value) {
+    out.push_back(LogField{key, ci::IsSecretKey(key) ? "<redacted>" : value});
   };
   for (const char* root : {"kafka", "consumer", "producer"}) {
     for (const auto& [property, value] : PassThroughMap(root, config)) {
-      line(absl::StrCat(root, ".", property), value);
+      add(absl::StrCat(root, ".", property), value);
     }
   }
-  for (const KeySpec& spec : KeySpecs()) line(spec.key, spec.get(config));
+  for (const KeySpec& spec : KeySpecs()) add(spec.key, spec.get(config));
+  return out;
+}
+
+std::string DescribeConfig(const TallyConfig& config) {
+  std::string out;
+  for (const LogField& field : DescribeConfigFields(config)) {
+    absl::StrAppend(&out, field.key, " = ", field.value, "\n");
+  }
   return out;
 }
 

@@ -128,9 +128,11 @@ struct DedupSettings {                // not DedupOptions: that is the deduplica
   absl::Duration horizon = absl::Hours(35 * 24);
 };
 
+// Relative rule-file names (these defaults included) resolve against the
+// folder of the configuration file when there is one (LoadConfig).
 struct FraudOptions {
-  std::string bot_user_agents_file = "deploy/config/bot_user_agents.txt";
-  std::string ip_blocklist_file = "deploy/config/ip_blocklist.txt";
+  std::string bot_user_agents_file = "bot_user_agents.txt";
+  std::string ip_blocklist_file = "ip_blocklist.txt";
   int64_t max_clicks_per_ip = 20;
   absl::Duration flood_window = absl::Minutes(1);
   // How far apart in event time the partitions of one instance may be and
@@ -140,7 +142,7 @@ struct FraudOptions {
 };
 
 struct OfferOptions {
-  std::string file = "deploy/config/offers.yaml";
+  std::string file = "offers.yaml";  // relative: see FraudOptions
 };
 
 struct MetricsOptions {
@@ -156,6 +158,9 @@ struct MetricsOptions {
 
 struct LogOptions {
   LogLevel level = LogLevel::kInfo;
+  // log.format (alias logging.format): text for people, json for log
+  // pipelines (one object per line, see processor/common/log.h).
+  LogFormat format = LogFormat::kText;
   bool pii = false;  // see RedactForLog in processor/common/log.h
 };
 
@@ -200,7 +205,10 @@ struct ConfigSources {
 };
 
 // Defaults < file < env < overrides, then ValidateConfig. On success the
-// returned config is valid and instance_id is non-empty.
+// returned config is valid and instance_id is non-empty. With a file, the
+// relative names of offers.file and the fraud rule files given in it, and
+// their defaults, are made relative to the file's folder; names from the
+// environment and overrides are left as given (the working directory).
 absl::StatusOr<TallyConfig> LoadConfig(const ConfigSources& sources);
 
 // Range and consistency checks (also for configs built in code, e.g. tests).
@@ -232,6 +240,9 @@ absl::StatusOr<uint64_t> ProducerMessageMaxBytes(const TallyConfig& config);
 // LoadConfig accepts back. Values whose key contains password, secret, token,
 // sasl.oauthbearer or ssl.key are printed as "<redacted>".
 std::string DescribeConfig(const TallyConfig& config);
+// The same keys and (redacted) values as pairs, for one structured start-up
+// log line instead of a multi-line dump.
+LogFields DescribeConfigFields(const TallyConfig& config);
 
 // The dotted names of all typed keys (pass-through maps excluded), in the
 // order DescribeConfig prints them.

@@ -401,8 +401,9 @@ class RdConsumer final : public Consumer {
   std::unique_ptr<RdConsumerImpl> impl_;
 };
 
-absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props,
-                                                           RebalanceListener* listener) {
+namespace internal {
+
+absl::StatusOr<Properties> ConsumerProperties(const Properties& props) {
   for (const char* required : {"bootstrap.servers", "group.id"}) {
     if (!props.contains(required)) {
       return absl::InvalidArgumentError(
@@ -430,14 +431,24 @@ absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& pro
   }
   effective["enable.partition.eof"] = "true";
 
+  return effective;
+}
+
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Consumer>> Consumer::Create(const Properties& props,
+                                                           RebalanceListener* listener) {
+  absl::StatusOr<Properties> effective_or = internal::ConsumerProperties(props);
+  if (!effective_or.ok()) return effective_or.status();
+  const Properties& effective = *effective_or;
   auto consumer = std::make_unique<RdConsumer>();
   RdConsumerImpl& impl = consumer->impl();
   impl.listener = listener;
   impl.props = effective;
 
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  absl::Status status = internal::ApplyProperties(conf.get(), effective);
-  if (!status.ok()) return status;
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf_or = internal::MakeConf(effective);
+  if (!conf_or.ok()) return conf_or.status();
+  std::unique_ptr<RdKafka::Conf> conf = *std::move(conf_or);
   std::string errstr;
   if (conf->set("rebalance_cb", &impl.rebalance_cb, errstr) != RdKafka::Conf::CONF_OK ||
       conf->set("event_cb", &impl.event_cb, errstr) != RdKafka::Conf::CONF_OK) {
@@ -643,6 +654,29 @@ void* RdConsumer::group_metadata_handle() const {
 
 }  // namespace tally::kafka
 
+namespace tally::kafka::internal {
+
+absl::StatusOr<Properties> ReaderProperties(const Properties& props) {
+  if (!props.contains("bootstrap.servers")) {
+    return absl::InvalidArgumentError("kafka reader: property \"bootstrap.servers\" is required");
+  }
+  Properties effective = props;
+  // The C++ KafkaConsumer insists on a group.id; nothing joins or commits
+  // with it (no subscribe(), no commit()).
+  internal::SetDefault(&effective, "group.id", "tally-reader");
+  effective["enable.auto.commit"] = "false";
+  effective["enable.auto.offset.store"] = "false";
+  effective["enable.partition.eof"] = "true";
+  internal::SetDefault(&effective, "auto.offset.reset", "earliest");
+  // A restore ends at an empty fetch (EOF): the broker holds an empty
+  // fetch for fetch.wait.max.ms (500 ms by default), which per restored
+  // partition dominated restore time (35k records/s in bench/run.sh).
+  internal::SetDefault(&effective, "fetch.wait.max.ms", "10");
+  return effective;
+}
+
+}  // namespace tally::kafka::internal
+
 namespace tally::kafka {
 
 // The librdkafka PartitionReader: a KafkaConsumer that never subscribes
@@ -655,25 +689,13 @@ class RdPartitionReader final : public PartitionReader {
   }
 
   static absl::StatusOr<std::unique_ptr<PartitionReader>> Make(const Properties& props) {
-    if (!props.contains("bootstrap.servers")) {
-      return absl::InvalidArgumentError("kafka reader: property \"bootstrap.servers\" is required");
-    }
-    Properties effective = props;
-    // The C++ KafkaConsumer insists on a group.id; nothing joins or commits
-    // with it (no subscribe(), no commit()).
-    internal::SetDefault(&effective, "group.id", "tally-reader");
-    effective["enable.auto.commit"] = "false";
-    effective["enable.auto.offset.store"] = "false";
-    effective["enable.partition.eof"] = "true";
-    internal::SetDefault(&effective, "auto.offset.reset", "earliest");
-    // A restore ends at an empty fetch (EOF): the broker holds an empty
-    // fetch for fetch.wait.max.ms (500 ms by default), which per restored
-    // partition dominated restore time (35k records/s in bench/run.sh).
-    internal::SetDefault(&effective, "fetch.wait.max.ms", "10");
+    absl::StatusOr<Properties> effective_or = internal::ReaderProperties(props);
+    if (!effective_or.ok()) return effective_or.status();
+    const Properties& effective = *effective_or;
     auto reader = std::unique_ptr<RdPartitionReader>(new RdPartitionReader());
-    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-    absl::Status status = internal::ApplyProperties(conf.get(), effective);
-    if (!status.ok()) return status;
+    absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf_or = internal::MakeConf(effective);
+    if (!conf_or.ok()) return conf_or.status();
+    std::unique_ptr<RdKafka::Conf> conf = *std::move(conf_or);
     std::string errstr;
     if (conf->set("event_cb", &reader->event_cb_, errstr) != RdKafka::Conf::CONF_OK) {
       return absl::InternalError(absl::StrCat("kafka reader: registering callbacks: ", errstr));

@@ -319,6 +319,16 @@ class Consumer {
   virtual void* group_metadata_handle() const = 0;
 };
 
+enum class ClientRole { kProducer, kConsumer, kReader };
+
+// Everything the librdkafka client of `role` checks of its properties before
+// it creates a handle: the properties Tally requires or manages, then every
+// property (Tally's defaults included) set on a librdkafka Conf, each set()
+// result checked. Creates no client, opens no connection, starts no thread
+// (tally --check-config). InvalidArgument names the property.
+absl::Status CheckClientProperties(ClientRole role, const Properties& props,
+                                   const std::string& transactional_id = "");
+
 // Creates clients: the processor takes one so that tests can run its loop
 // over the in-process fake instead of librdkafka.
 class ClientFactory {

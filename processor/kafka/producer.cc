@@ -170,9 +170,10 @@ class RdProducer final : public Producer {
   std::unique_ptr<RdProducerImpl> impl_;
 };
 
-absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& props,
-                                                           DeliveryHandler on_delivery,
-                                                           const std::string& transactional_id) {
+namespace internal {
+
+absl::StatusOr<Properties> ProducerProperties(const Properties& props,
+                                              const std::string& transactional_id) {
   if (!props.contains("bootstrap.servers")) {
     return absl::InvalidArgumentError("kafka producer: property \"bootstrap.servers\" is required");
   }
@@ -193,16 +194,26 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& pro
     }
     effective["transactional.id"] = transactional_id;
   }
+  return effective;
+}
 
+}  // namespace internal
+
+absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& props,
+                                                           DeliveryHandler on_delivery,
+                                                           const std::string& transactional_id) {
+  absl::StatusOr<Properties> effective_or = internal::ProducerProperties(props, transactional_id);
+  if (!effective_or.ok()) return effective_or.status();
+  const Properties& effective = *effective_or;
   auto producer = std::make_unique<RdProducer>();
   RdProducerImpl& impl = producer->impl();
   impl.on_delivery = std::move(on_delivery);
   impl.props = effective;
   impl.transactional = !transactional_id.empty();
 
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  absl::Status status = internal::ApplyProperties(conf.get(), effective);
-  if (!status.ok()) return status;
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf_or = internal::MakeConf(effective);
+  if (!conf_or.ok()) return conf_or.status();
+  std::unique_ptr<RdKafka::Conf> conf = *std::move(conf_or);
   std::string errstr;
   if (conf->set("dr_cb", &impl.delivery_cb, errstr) != RdKafka::Conf::CONF_OK ||
       conf->set("event_cb", &impl.event_cb, errstr) != RdKafka::Conf::CONF_OK) {
@@ -216,7 +227,7 @@ absl::StatusOr<std::unique_ptr<Producer>> Producer::Create(const Properties& pro
   TALLY_LOG(kInfo, "kafka", "producer ", impl.handle->name(),
             " created: ", PropertiesForLog(effective));
   if (impl.transactional) {
-    status = internal::StatusFromError(
+    absl::Status status = internal::StatusFromError(
         impl.handle->init_transactions(ToTimeoutMs(kInitTransactionsTimeout)),
         "kafka producer: init transactions");
     if (!status.ok()) return status;

@@ -62,6 +62,12 @@ absl::Status ApplyProperties(RdKafka::Conf* conf, const Properties& props) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeConf(const Properties& props) {
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  if (absl::Status status = ApplyProperties(conf.get(), props); !status.ok()) return status;
+  return conf;
+}
+
 void SetDefault(Properties* props, const std::string& key, const std::string& value) {
   props->emplace(key, value);  // no-op when the caller set the key
 }
@@ -96,33 +102,37 @@ absl::Status StatusFromError(RdKafka::Error* error, std::string_view context) {
 
 void LogEventCb::event_cb(RdKafka::Event& event) {
   switch (event.type()) {
-    case RdKafka::Event::EVENT_LOG:
+    case RdKafka::Event::EVENT_LOG: {
       // syslog(3) severities: 0-3 error, 4 warning, 5-6 info, 7 debug.
+      LogLevel level = LogLevel::kDebug;
       if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR) {
-        TALLY_LOG(kError, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kError;
       } else if (event.severity() == RdKafka::Event::EVENT_SEVERITY_WARNING) {
-        TALLY_LOG(kWarning, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kWarning;
       } else if (event.severity() <= RdKafka::Event::EVENT_SEVERITY_INFO) {
-        TALLY_LOG(kInfo, "kafka", role_, " ", event.fac(), ": ", event.str());
-      } else {
-        TALLY_LOG(kDebug, "kafka", role_, " ", event.fac(), ": ", event.str());
+        level = LogLevel::kInfo;
+      }
+      if (LogEnabled(level)) {
+        LogEvent(level, "kafka", event.str(), {{"client", role_}, {"facility", event.fac()}});
       }
       break;
+    }
     case RdKafka::Event::EVENT_ERROR:
       if (on_error_) on_error_(event.err());
       if (event.fatal()) {
-        TALLY_LOG(kError, "kafka", role_, " fatal error: ", RdKafka::err2str(event.err()), ": ",
-                  event.str());
+        TALLY_LOG_FIELDS(kError, "kafka", absl::StrCat("fatal error: ", event.str()),
+                         {"client", role_}, {"error", RdKafka::err2str(event.err())});
       } else {
         // Transient connection errors are common and librdkafka recovers
         // from them by itself; they are warnings, not errors.
-        TALLY_LOG(kWarning, "kafka", role_, " error: ", RdKafka::err2str(event.err()), ": ",
-                  event.str());
+        TALLY_LOG_FIELDS(kWarning, "kafka", absl::StrCat("error: ", event.str()), {"client", role_},
+                         {"error", RdKafka::err2str(event.err())});
       }
       break;
     case RdKafka::Event::EVENT_THROTTLE:
-      TALLY_LOG(kDebug, "kafka", role_, " throttled ", event.throttle_time(), " ms by broker ",
-                event.broker_name());
+      TALLY_LOG_FIELDS(kDebug, "kafka", "throttled by broker", {"client", role_},
+                       {"throttle_ms", absl::StrCat(event.throttle_time())},
+                       {"broker", event.broker_name()});
       break;
     case RdKafka::Event::EVENT_STATS:
       if (on_stats_) on_stats_(event.str());
@@ -131,4 +141,33 @@ void LogEventCb::event_cb(RdKafka::Event& event) {
 }
 
 }  // namespace internal
+
+absl::Status CheckClientProperties(ClientRole role, const Properties& props,
+                                   const std::string& transactional_id) {
+  absl::StatusOr<Properties> effective = absl::InternalError("unreachable");
+  const char* name = "?";
+  switch (role) {
+    case ClientRole::kProducer:
+      name = "producer";
+      effective = internal::ProducerProperties(props, transactional_id);
+      break;
+    case ClientRole::kConsumer:
+      name = "consumer";
+      effective = internal::ConsumerProperties(props);
+      break;
+    case ClientRole::kReader:
+      name = "reader";
+      effective = internal::ReaderProperties(props);
+      break;
+  }
+  if (!effective.ok()) return effective.status();
+  // A Conf is only a property table: building it opens no socket and
+  // starts no thread, which is what lets --check-config run anywhere.
+  absl::StatusOr<std::unique_ptr<RdKafka::Conf>> conf = internal::MakeConf(*effective);
+  if (!conf.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("kafka ", name, ": ", conf.status().message()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace tally::kafka

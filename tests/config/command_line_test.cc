@@ -34,6 +34,30 @@ TEST(ParseCommandLineTest, HelpAndVersion) {
   EXPECT_THAT(CommandLineUsage("tally"), testing::HasSubstr("--set key=value"));
 }
 
+TEST(ParseCommandLineTest, CheckConfigNamesTheFile) {
+  absl::StatusOr<CommandLine> cl = Parse({"--check-config", "a.yaml", "--set", "group_id=g"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_EQ(cl->config_file, "a.yaml");
+  cl = Parse({"--check-config=b.yaml"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_EQ(cl->config_file, "b.yaml");
+  // The bare form, before or after --config (deploy/check.sh uses it).
+  cl = Parse({"--check-config", "--config", "c.yaml", "--set", "a=b"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_EQ(cl->config_file, "c.yaml");
+  cl = Parse({"--config", "d.yaml", "--check-config"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_TRUE(cl->check_config);
+  EXPECT_EQ(cl->config_file, "d.yaml");
+  cl = Parse({"--config", "c.yaml"});
+  ASSERT_TRUE(cl.ok()) << cl.status();
+  EXPECT_FALSE(cl->check_config);
+  EXPECT_THAT(CommandLineUsage("tally"), testing::HasSubstr("--check-config FILE"));
+}
+
 TEST(ParseCommandLineTest, ErrorsNameTheFlag) {
   struct Case {
     std::vector<const char*> args;
@@ -44,7 +68,14 @@ TEST(ParseCommandLineTest, ErrorsNameTheFlag) {
            {{"--set"}, "--set: missing value"},
            {{"--set", "novalue"}, "--set: expected key=value, got 'novalue'"},
            {{"--set", "=x"}, "--set: expected key=value, got '=x'"},
-           {{"--config", "a", "--config", "b"}, "--config: given more than once"},
+           {{"--config", "a", "--config", "b"},
+            "--config: the configuration file is given more than once"},
+           {{"--config", "a", "--check-config", "b"},
+            "--check-config: the configuration file is given more than once"},
+           {{"--check-config"},
+            "--check-config: no configuration file (--check-config FILE or --config FILE "
+            "--check-config)"},
+           {{"--check-config="}, "--check-config: empty file name"},
            {{"--frobnicate"}, "unknown flag '--frobnicate'"},
            {{"stray"}, "unexpected argument 'stray'"},
        }) {

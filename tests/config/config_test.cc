@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -76,6 +77,66 @@ TEST_F(ConfigTest, DefaultsAreValidOnceBootstrapServersIsSet) {
   EXPECT_EQ(DescribeConfig(*loaded), DescribeConfig(defaults));
 }
 
+// Relative rule-file names in a file (and the defaults) resolve against the
+// file's folder, so that tally finds the files shipped beside its
+// configuration from any working directory; names from the environment and
+// --set stay relative to the working directory.
+TEST_F(ConfigTest, RuleFilePathsResolveAgainstTheConfigFilesFolder) {
+  ConfigSources sources = Minimal();
+  sources.file =
+      WriteFile("offers:\n  file: sub/../o.yaml\nfraud:\n  ip_blocklist_file: /abs/ips.txt\n");
+  sources.env = {{"TALLY_FRAUD_BOT_USER_AGENTS_FILE", "env-bots.txt"}};
+  absl::StatusOr<TallyConfig> c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string folder = std::filesystem::path(*sources.file).parent_path().string();
+  EXPECT_EQ(c->offers.file, folder + "/o.yaml");
+  EXPECT_EQ(c->fraud.ip_blocklist_file, "/abs/ips.txt");
+  EXPECT_EQ(c->fraud.bot_user_agents_file, "env-bots.txt");
+
+  sources.env.clear();
+  sources.overrides.push_back("offers.file=cwd.yaml");
+  c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->offers.file, "cwd.yaml");
+  EXPECT_EQ(c->fraud.bot_user_agents_file, folder + "/" + TallyConfig().fraud.bot_user_agents_file);
+
+  // Without a file nothing is rewritten.
+  c = LoadConfig(Minimal());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->offers.file, TallyConfig().offers.file);
+}
+
+TEST_F(ConfigTest, LogFormatAndItsLoggingAlias) {
+  ConfigSources sources = Minimal();
+  sources.file = WriteFile("logging:\n  format: json\n");
+  absl::StatusOr<TallyConfig> c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
+  EXPECT_THAT(DescribeConfig(*c), HasSubstr("log.format = json\n"));
+
+  sources.file = WriteFile("log:\n  format: json\nlogging:\n  format: text\n");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("logging.format: set more than once"));
+
+  sources.file.reset();
+  sources.env = {{"TALLY_LOGGING_FORMAT", "json"}};
+  c = LoadConfig(sources);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
+
+  sources.env.clear();
+  sources.overrides.push_back("log.formt=json");
+  EXPECT_THAT(ErrorOf(sources), HasSubstr("unknown key 'log.formt' (did you mean 'log.format'?)"));
+  EXPECT_EQ(TallyConfig().log.format, LogFormat::kText);
+}
+
+TEST_F(ConfigTest, DescribeConfigFieldsMatchDescribeConfig) {
+  absl::StatusOr<TallyConfig> c = LoadConfig(Minimal());
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::string joined;
+  for (const LogField& f : DescribeConfigFields(*c)) joined += f.key + " = " + f.value + "\n";
+  EXPECT_EQ(joined, DescribeConfig(*c));
+}
+
 TEST_F(ConfigTest, MissingBootstrapServersIsNamed) {
   EXPECT_THAT(ErrorOf(ConfigSources{}), HasSubstr("config: kafka.bootstrap.servers: required"));
 }
@@ -145,6 +206,7 @@ metrics:
   endpoints: /healthz,/readyz
 log:
   level: debug
+  format: json
   pii: true
 shutdown:
   timeout: 5s
@@ -189,17 +251,20 @@ TEST_F(ConfigTest, EveryKeyIsParsedFromYaml) {
   EXPECT_FALSE(c->state.sync_commits);
   EXPECT_EQ(c->dedup.table_slots, 1024u);
   EXPECT_EQ(c->dedup.horizon, absl::Hours(40 * 24));
-  EXPECT_EQ(c->fraud.bot_user_agents_file, "bots.txt");
-  EXPECT_EQ(c->fraud.ip_blocklist_file, "ips.txt");
+  // Relative to the file's folder.
+  const std::string folder = std::filesystem::path(*sources.file).parent_path().string();
+  EXPECT_EQ(c->fraud.bot_user_agents_file, folder + "/bots.txt");
+  EXPECT_EQ(c->fraud.ip_blocklist_file, folder + "/ips.txt");
   EXPECT_EQ(c->fraud.max_clicks_per_ip, 5);
   EXPECT_EQ(c->fraud.flood_window, absl::Seconds(30));
   EXPECT_EQ(c->fraud.flood_lateness, absl::Hours(2));
   EXPECT_EQ(c->fraud.flood_table_slots, 2048u);
-  EXPECT_EQ(c->offers.file, "o.yaml");
+  EXPECT_EQ(c->offers.file, folder + "/o.yaml");
   EXPECT_EQ(c->metrics.listen, "127.0.0.1:0");
   EXPECT_EQ(MetricCurrencyCodes(*c), (std::vector<std::string>{"JPY", "KWD"}));
   EXPECT_EQ(MetricEndpoints(*c), (std::vector<std::string>{"/healthz", "/readyz"}));
   EXPECT_EQ(c->log.level, LogLevel::kDebug);
+  EXPECT_EQ(c->log.format, LogFormat::kJson);
   EXPECT_TRUE(c->log.pii);
   EXPECT_EQ(c->shutdown.timeout, absl::Seconds(5));
 
@@ -316,6 +381,7 @@ TEST_F(ConfigTest, TypeAndRangeErrorsNameKeyValueAndSource) {
        "processing.attribution_key: expected one of click_id|user_id, got 'email'"},
       {"log.level=loud", "log.level: expected one of debug|info|warning|error"},
       {"log.pii=maybe", "log.pii: expected true or false, got 'maybe'"},
+      {"log.format=yaml", "log.format: expected one of text|json, got 'yaml'"},
       {"state.block_cache_bytes=256MB", "state.block_cache_bytes: expected a size"},
       {"processing.worker_threads=99999999999", "processing.worker_threads: must be between"},
       {"processing.worker_threads=0", "processing.worker_threads: must be between 1 and 256"},
@@ -514,6 +580,11 @@ TEST_F(ConfigTest, DeployExampleFileHoldsEveryKeyWithItsDefault) {
   TallyConfig defaults;
   defaults.kafka.common["bootstrap.servers"] = loaded->kafka.common.at("bootstrap.servers");
   defaults.instance_id = Hostname();
+  // The default rule-file names mean the configuration's folder.
+  const std::string folder = std::string(TALLY_SOURCE_DIR) + "/deploy/config/";
+  defaults.offers.file = folder + defaults.offers.file;
+  defaults.fraud.bot_user_agents_file = folder + defaults.fraud.bot_user_agents_file;
+  defaults.fraud.ip_blocklist_file = folder + defaults.fraud.ip_blocklist_file;
   EXPECT_EQ(DescribeConfig(*loaded), DescribeConfig(defaults));
 
   const YAML::Node root = YAML::LoadFile(path);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "librdkafka/rdkafkacpp.h"
@@ -35,6 +36,17 @@ absl::Status StatusFromError(RdKafka::Error* error, std::string_view context);
 absl::Status SetProperty(RdKafka::Conf* conf, const std::string& key, const std::string& value);
 // SetProperty for every entry.
 absl::Status ApplyProperties(RdKafka::Conf* conf, const Properties& props);
+// A global Conf with ApplyProperties(props) done.
+absl::StatusOr<std::unique_ptr<RdKafka::Conf>> MakeConf(const Properties& props);
+
+// The properties each client's Create() gives librdkafka: the caller's
+// `props` checked for what Tally requires, plus Tally's defaults. One
+// function per client so that CheckClientProperties (--check-config) and
+// Create() cannot disagree.
+absl::StatusOr<Properties> ProducerProperties(const Properties& props,
+                                              const std::string& transactional_id);
+absl::StatusOr<Properties> ConsumerProperties(const Properties& props);
+absl::StatusOr<Properties> ReaderProperties(const Properties& props);
 // `props` with `key` set to `value` unless the caller already set it.
 void SetDefault(Properties* props, const std::string& key, const std::string& value);
 // Removes a secret value from a librdkafka message that may echo it.
@@ -77,7 +89,7 @@ class LogEventCb : public RdKafka::EventCb {
   void event_cb(RdKafka::Event& event) override;
 
  private:
-  const std::string role_;  // "producer" / "consumer", prefixes each line
+  const std::string role_;  // "producer" / "consumer": the `client` field of each line
   const StatsHandler on_stats_;
   const ErrorHandler on_error_;
 };

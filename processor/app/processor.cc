@@ -383,17 +383,23 @@ class Processor::Impl final : public Outputs,
   }
 
   // Outputs.
+  // Every output carries produced_at (contract v1.1): processing time, for
+  // consumers measuring their lag; never part of what the record means.
   void Commission(const tally::Commission& commission) override {
-    encoder_.Encode(commission, &scratch_);
+    tally::Commission produced = commission;
+    produced.produced_at_ms = absl::ToUnixMillis(absl::Now());
+    encoder_.Encode(produced, &scratch_);
     ProduceOrRemember(options_.topics.commissions, commission.commission_id);
     metrics_.out_commissions->Increment();
     ++pending_summary_.commissions_out;
   }
 
   void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
-    const RejectedEvent rejected = BuildRejectedEvent(
+    RejectedEvent rejected = BuildRejectedEvent(
         {source.topic, source.partition, source.offset, source.key, source.value}, reason, detail,
         options_.rejected_limits, absl::ToUnixMillis(absl::Now()));
+    // Decided and produced in the same call: one clock reading for both.
+    rejected.produced_at_ms = rejected.rejected_at_ms;
     encoder_.Encode(rejected, &scratch_);
     // Keyed by the original key (its bounded prefix when longer, so that the
     // record always fits; schemas/README.md): a rejected event lands beside
@@ -408,7 +414,9 @@ class Processor::Impl final : public Outputs,
   }
 
   void Unattributed(const UnattributedConversion& unattributed) override {
-    encoder_.Encode(unattributed, &scratch_);
+    UnattributedConversion produced = unattributed;
+    produced.produced_at_ms = absl::ToUnixMillis(absl::Now());
+    encoder_.Encode(produced, &scratch_);
     const Conversion& c = unattributed.conversion;
     const std::string& key =
         options_.attribution_key == AttributionKey::kUserId ? c.user_id : c.click_id;

@@ -227,14 +227,40 @@ int64_t DivideRoundHalfAwayFromZero(__int128 numerator, int64_t denominator) {
   return static_cast<int64_t>(quotient);
 }
 
-Money ConversionPayout(const OfferTerms& terms, const Conversion& conversion,
-                       std::string_view affiliate_id) {
-  const std::optional<Payout> payout = terms.PayoutFor(conversion.goal, affiliate_id);
+namespace {
+
+// The money of `payout` (ConversionPayout's rules) for `conversion`.
+Money PayoutAmount(const std::optional<Payout>& payout, const Conversion& conversion) {
   if (!payout) return Money{0, conversion.amount.currency};
   if (payout->kind == Payout::Kind::kCpa) return payout->cpa;
   return Money{DivideRoundHalfAwayFromZero(
                    static_cast<__int128>(conversion.amount.minor) * payout->revshare_bps, 10'000),
                conversion.amount.currency};
+}
+
+// The basis fields of the commissions of one conversion paid by `payout`.
+void SetBasis(const OfferTerms& terms, const Conversion& conversion,
+              const std::optional<Payout>& payout, bool override_applied, Commission* c) {
+  c->base = conversion.amount;
+  c->override_applied = override_applied;
+  c->offer_version = terms.version;
+  if (!payout) {  // a goal the offer does not pay: a CPA of 0
+    c->basis = PayoutBasis::kCpa;
+    c->rate = 0;
+  } else if (payout->kind == Payout::Kind::kCpa) {
+    c->basis = PayoutBasis::kCpa;
+    c->rate = payout->cpa.minor;
+  } else {
+    c->basis = PayoutBasis::kRevshare;
+    c->rate = payout->revshare_bps;
+  }
+}
+
+}  // namespace
+
+Money ConversionPayout(const OfferTerms& terms, const Conversion& conversion,
+                       std::string_view affiliate_id) {
+  return PayoutAmount(terms.PayoutFor(conversion.goal, affiliate_id), conversion);
 }
 
 std::vector<int64_t> SplitLargestRemainder(int64_t total, std::span<const double> weights) {
@@ -269,19 +295,20 @@ std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& con
     single = i;
   }
 
+  // One credited affiliate: its override, if any, applies in full. Several:
+  // the offer's own payout, so that affiliates' individual deals never
+  // change what the other affiliates get.
+  const std::string_view payee = credited == 1 ? sorted[single]->affiliate_id : "";
+  const std::optional<Payout> payout = terms.PayoutFor(conversion.goal, payee);
+  const Money total = PayoutAmount(payout, conversion);
   std::vector<int64_t> parts;
-  Money total;
   if (credited == 1) {
-    // One credited affiliate: its override, if any, applies in full.
-    total = ConversionPayout(terms, conversion, sorted[single]->affiliate_id);
     parts.assign(weights.size(), 0);
     parts[single] = total.minor;
   } else {
-    // Several: the offer's own payout, so that affiliates' individual deals
-    // never change what the other affiliates get.
-    total = ConversionPayout(terms, conversion, "");
     parts = SplitIntegral(total.minor, weights);
   }
+  const bool override_applied = terms.HasOverride(conversion.goal, payee);
 
   out.reserve(static_cast<size_t>(credited));
   for (size_t i = 0; i < sorted.size(); ++i) {
@@ -304,6 +331,7 @@ std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& con
     c.credit_ppm = static_cast<int32_t>(DivideRoundHalfAwayFromZero(
         static_cast<__int128>(weights[i]) * 1'000'000, static_cast<int64_t>(weight_sum)));
     c.click_count = credited;
+    SetBasis(terms, conversion, payout, override_applied, &c);
     out.push_back(std::move(c));
   }
   return out;

@@ -98,7 +98,9 @@ std::vector<double> ModelWeights(const OfferTerms& terms, std::span<const ClickR
 // click: the affiliate override applies. Several: the offer's own payout is
 // split. credit_ppm = the click's weight share in parts per million (rounded
 // half away from zero), click_count = number of credited clicks. Returns
-// the commissions ordered by (click time, click id).
+// the commissions ordered by (click time, click id). The basis fields say
+// which payout was applied (Commission::basis..offer_version);
+// produced_at_ms stays 0.
 std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& conversion,
                                   std::span<const ClickRecord> clicks);
 

@@ -165,15 +165,23 @@ defaults:
   }
 
   // commission_id -> every copy of it on `commissions`.
+  // Every commission record per id, re-encoded with produced_at zeroed: a
+  // replay repeats a record byte for byte except for that processing time
+  // (contract v1.1), which must be set on every one.
   std::map<std::string, std::vector<std::string>> CommissionCopies() {
     EventDecoder decoder(WireFormat::kJson);
+    EventEncoder encoder(WireFormat::kJson);
     std::map<std::string, std::vector<std::string>> out;
     for (const kafka::fake::Record& r : cluster_.AllRecords("commissions")) {
       Commission c;
       auto invalid = decoder.Decode(r.value, &c);
       EXPECT_FALSE(invalid.has_value()) << r.value;
       EXPECT_EQ(r.key, c.commission_id);
-      out[c.commission_id].push_back(r.value);
+      EXPECT_GT(c.produced_at_ms, 0) << r.value;
+      c.produced_at_ms = 0;
+      std::string value;
+      encoder.Encode(c, &value);
+      out[c.commission_id].push_back(std::move(value));
     }
     return out;
   }

@@ -44,6 +44,7 @@ TEST_P(OutputBoundsTest, WorstCaseRejectedRecordFitsTheBound) {
                                          std::numeric_limits<int64_t>::min());
     r.original_key_size = std::numeric_limits<int64_t>::max();
     r.original_value_size = std::numeric_limits<int64_t>::max();
+    r.produced_at_ms = std::numeric_limits<int64_t>::min();
     ASSERT_TRUE(r.original_key_truncated);
     ASSERT_TRUE(r.original_value_truncated);
     EventEncoder encoder(GetParam());
@@ -73,6 +74,7 @@ TEST_P(OutputBoundsTest, WorstCaseUnattributedRecordFitsTheBound) {
   u.reason = UnattributedReason::kNoUserClicks;
   // Longer than any detail the joiner writes (an offer id and a fixed text).
   u.detail = std::string(512, 'd');
+  u.produced_at_ms = std::numeric_limits<int64_t>::min();
   EventEncoder encoder(GetParam());
   std::string encoded;
   encoder.Encode(u, &encoded);

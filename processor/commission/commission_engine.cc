@@ -7,7 +7,7 @@
 #include <numeric>
 #include <utility>
 
-#include "processor/dedup/dedup_key.h"
+#include "processor/model/sha256.h"
 
 namespace tally {
 namespace {
@@ -19,17 +19,6 @@ constexpr int kWeightBits = 40;
 constexpr int64_t kWeightScale = int64_t{1} << kWeightBits;
 // Integral weights up to 2^53 are exact in a double and are used as they are.
 constexpr double kMaxExactIntegral = 9007199254740992.0;  // 2^53
-
-// Seeds of the two lanes of CommissionId. Prefixed to the bytes rather than
-// mixed into DedupHash64, whose value is a pinned storage format of its own.
-// Changing them changes every commission id: never do that.
-constexpr std::string_view kLaneSeed1 = "tally.commission.1";
-constexpr std::string_view kLaneSeed2 = "tally.commission.2";
-
-void AppendHex(uint64_t value, std::string* out) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(value >> shift) & 0xF]);
-}
 
 // The weights as non-negative integers that SplitIntegral can use exactly:
 // integral weights as they are, anything else scaled to the largest weight
@@ -202,21 +191,17 @@ std::vector<const ClickRecord*> SortedClicks(std::span<const ClickRecord> clicks
 std::string CommissionId(std::string_view offer_id, std::string_view goal,
                          std::string_view conversion_id, std::string_view click_id) {
   std::string bytes;
-  bytes.reserve(kLaneSeed1.size() + 4 * 2 + offer_id.size() + goal.size() + conversion_id.size() +
-                click_id.size());
-  bytes.append(kLaneSeed1);
-  AppendLengthPrefixed(offer_id, &bytes);
-  AppendLengthPrefixed(goal, &bytes);
-  AppendLengthPrefixed(conversion_id, &bytes);
-  AppendLengthPrefixed(click_id, &bytes);
-  const uint64_t lane1 = DedupHash64(bytes);
-  bytes.replace(0, kLaneSeed1.size(), kLaneSeed2);  // same length by construction
-  const uint64_t lane2 = DedupHash64(bytes);
-  std::string id;
-  id.reserve(32);
-  AppendHex(lane1, &id);
-  AppendHex(lane2, &id);
-  return id;
+  bytes.reserve(4 * 4 + offer_id.size() + goal.size() + conversion_id.size() + click_id.size());
+  for (std::string_view field : {offer_id, goal, conversion_id, click_id}) {
+    // Fields are at most 64 bytes (codec limits); the 4-byte prefix is the
+    // documented encoding, not a bound.
+    const auto size = static_cast<uint32_t>(field.size());
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      bytes.push_back(static_cast<char>((size >> shift) & 0xFF));
+    }
+    bytes.append(field);
+  }
+  return Sha256Hex(bytes).substr(0, 32);
 }
 
 int64_t DivideRoundHalfAwayFromZero(__int128 numerator, int64_t denominator) {

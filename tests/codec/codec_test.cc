@@ -30,6 +30,9 @@ TEST(WireFormatTest, NamesRoundTrip) {
   }
   EXPECT_STREQ(WireFormatName(WireFormat::kJson), "json");
   EXPECT_STREQ(WireFormatName(WireFormat::kProtobuf), "protobuf");
+  // The content-type header of the outputs (a contract, schemas/README.md).
+  EXPECT_STREQ(WireFormatContentType(WireFormat::kJson), "application/json");
+  EXPECT_STREQ(WireFormatContentType(WireFormat::kProtobuf), "application/x-protobuf");
 }
 
 TEST(WireFormatTest, UnknownNameIsInvalidArgumentNamingIt) {

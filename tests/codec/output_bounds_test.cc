@@ -14,9 +14,14 @@
 namespace tally {
 namespace {
 
-// librdkafka's per-record framing is at most about 40 bytes; the bound
-// reserves more.
-constexpr uint64_t kLibrdkafkaRecordOverhead = 40;
+// librdkafka's per-record framing is at most about 40 bytes, and the three
+// output headers (processor/app/processor.cc) add their names, values and
+// two varints each; the bound reserves more.
+constexpr uint64_t kOutputHeaderBytes =
+    (sizeof("tally.schema") + sizeof("tally.v1.Unattributed")) +
+    (sizeof("tally.schema_version") + sizeof("1.1")) +
+    (sizeof("content-type") + sizeof("application/x-protobuf")) + 3 * 2;
+constexpr uint64_t kLibrdkafkaRecordOverhead = 40 + kOutputHeaderBytes;
 
 PayloadFormat ToPayloadFormat(WireFormat format) {
   return format == WireFormat::kJson ? PayloadFormat::kJson : PayloadFormat::kProtobuf;

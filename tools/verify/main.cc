@@ -118,8 +118,8 @@ ABSL_FLAG(int, timeout_seconds, 120, "Give up reading topics after this long");
 ABSL_FLAG(std::string, dump_outputs, "",
           "Optional: write every output record (commissions, rejected, unattributed) to this "
           "file as one line each, 'kind<TAB>partition<TAB>hex(key)<TAB>hex(value)', sorted, "
-          "rejected_at zeroed: two runs over one input can be compared byte for byte "
-          "(tests/integration)");
+          "rejected_at and produced_at zeroed: two runs over one input can be compared byte "
+          "for byte (tests/integration)");
 ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
 
 namespace tally::verify {

@@ -301,40 +301,6 @@ TEST_F(ProcessorTest, ClicksAndConversionsEarnTheirCommissionsAndOffsetsAreCommi
   ExpectSecondRunConsumesNothing();
 }
 
-// Contract v1.1: every output record names its schema in headers and is
-// stamped with the event time it is about (a consumer windowing by record
-// time must see business time, not when Tally ran).
-TEST_F(ProcessorTest, OutputRecordsCarrySchemaHeadersAndEventTimeTimestamps) {
-  SeedInput(24);
-  auto t = MakeTestee();
-  ASSERT_NE(t, nullptr);
-  ASSERT_TRUE(t->processor->Run().ok());
-  using Headers = std::vector<std::pair<std::string, std::string>>;
-  auto headers_of = [](const char* schema) {
-    return Headers{{"tally.schema", schema},
-                   {"tally.schema_version", "1.1"},
-                   {"content-type", "application/json"}};
-  };
-  EventDecoder decoder(WireFormat::kJson);
-  const auto commissions = cluster_.AllRecords("commissions");
-  ASSERT_EQ(commissions.size(), 24u);
-  for (const kafka::fake::Record& r : commissions) {
-    Commission c;
-    ASSERT_FALSE(decoder.Decode(r.value, &c).has_value()) << r.value;
-    EXPECT_EQ(r.headers, headers_of("tally.v1.Commission"));
-    EXPECT_EQ(r.timestamp_ms, c.conversion_time_ms);
-    EXPECT_NE(r.timestamp_ms, c.produced_at_ms);
-  }
-  const auto rejected = cluster_.AllRecords("rejected");
-  ASSERT_FALSE(rejected.empty());
-  for (const kafka::fake::Record& r : rejected) {
-    RejectedEvent e;
-    ASSERT_FALSE(decoder.Decode(r.value, &e).has_value()) << r.value;
-    EXPECT_EQ(r.headers, headers_of("tally.v1.Rejected"));
-    EXPECT_EQ(r.timestamp_ms, e.rejected_at_ms);  // a rejected message may have no event time
-  }
-}
-
 // Crash between the produce calls of a batch: nothing of it is committed,
 // so the restart replays it; the outputs that reached the log repeat with
 // the same ids and bytes.
@@ -720,6 +686,40 @@ TEST_F(ProcessorTest, StopFromAnotherThreadEndsRunCleanly) {
   EXPECT_EQ(cluster_.RevokeCallbacks(kGroup), 1);
   cluster_.SetHook(nullptr);
   ExpectExactOutputs();
+}
+
+// Contract v1.1: every output record names its schema in headers and is
+// stamped with the event time it is about (a consumer windowing by record
+// time must see business time, not when Tally ran).
+TEST_F(ProcessorTest, OutputRecordsCarrySchemaHeadersAndEventTimeTimestamps) {
+  SeedInput(24);
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(t->processor->Run().ok());
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  auto headers_of = [](const char* schema) {
+    return Headers{{"tally.schema", schema},
+                   {"tally.schema_version", "1.1"},
+                   {"content-type", "application/json"}};
+  };
+  EventDecoder decoder(WireFormat::kJson);
+  const auto commissions = cluster_.AllRecords("commissions");
+  ASSERT_EQ(commissions.size(), 24u);
+  for (const kafka::fake::Record& r : commissions) {
+    Commission c;
+    ASSERT_FALSE(decoder.Decode(r.value, &c).has_value()) << r.value;
+    EXPECT_EQ(r.headers, headers_of("tally.v1.Commission"));
+    EXPECT_EQ(r.timestamp_ms, c.conversion_time_ms);
+    EXPECT_NE(r.timestamp_ms, c.produced_at_ms);
+  }
+  const auto rejected = cluster_.AllRecords("rejected");
+  ASSERT_FALSE(rejected.empty());
+  for (const kafka::fake::Record& r : rejected) {
+    RejectedEvent e;
+    ASSERT_FALSE(decoder.Decode(r.value, &e).has_value()) << r.value;
+    EXPECT_EQ(r.headers, headers_of("tally.v1.Rejected"));
+    EXPECT_EQ(r.timestamp_ms, e.rejected_at_ms);  // a rejected message may have no event time
+  }
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ Currency Eur() {
 
 Commission SampleCommission() {
   Commission c;
-  c.commission_id = "cm-3f0c2a9be1d47a55";
+  c.commission_id = "201313a42960bcfca479693ab1a8496c";
   c.conversion_id = "ord-2026-0001-9912";
   c.offer_id = "off-2";
   c.goal = "sale";
@@ -97,6 +97,12 @@ Commission SampleCommission() {
   c.payout = Money{4599, Eur()};
   c.status = ConversionStatus::kApproved;
   c.model = AttributionModel::kLastClick;
+  // The v1.1 members, so that the encode benchmark measures today's record.
+  c.basis = PayoutBasis::kRevshare;
+  c.rate = 800;
+  c.base = Money{57'488, Eur()};
+  c.offer_version = "e96c8d77c815d346d1b7df967dbc030a5274bfc16f2f3766d1f0c77b4f3854fd";
+  c.produced_at_ms = 1'767'227'406'012;
   return c;
 }
 

@@ -399,6 +399,14 @@ constexpr uint64_t kMarkerTag = uint64_t{1} << 63;
 constexpr std::string_view kMarkerKey = "\xff";  // Restorer's kChangelogMarkerKey
 constexpr std::string_view kMarkerValue = "1";
 
+// The output headers (schemas/README.md, "Kafka headers"): tally.schema is
+// the protobuf message's full name in either wire format; the version is
+// the contract's, not the build's.
+constexpr std::string_view kOutputSchemaVersion = "1.1";
+constexpr std::string_view kCommissionSchema = "tally.v1.Commission";
+constexpr std::string_view kRejectedSchema = "tally.v1.Rejected";
+constexpr std::string_view kUnattributedSchema = "tally.v1.Unattributed";
+
 class Processor::Impl final : public Outputs,
                               public kafka::RebalanceListener,
                               public ChangelogSink {
@@ -576,9 +584,14 @@ class Processor::Impl final : public Outputs,
   }
 
   // Outputs.
+  // Every output carries produced_at (contract v1.1): processing time, for
+  // consumers measuring their lag; never part of what the record means.
   void Commission(const tally::Commission& commission) override {
-    encoder_.Encode(commission, &scratch_);
-    ProduceOrRemember(options_.topics.commissions, commission.commission_id);
+    tally::Commission produced = commission;
+    produced.produced_at_ms = absl::ToUnixMillis(absl::Now());
+    encoder_.Encode(produced, &scratch_);
+    ProduceOrRemember(options_.topics.commissions, commission.commission_id, kCommissionSchema,
+                      commission.conversion_time_ms);
     metrics_.out_commissions->Increment();
     metrics_
         .commissions_by[static_cast<size_t>(commission.status)]
@@ -592,14 +605,19 @@ class Processor::Impl final : public Outputs,
   }
 
   void Reject(const EventSource& source, RejectReason reason, std::string_view detail) override {
-    const RejectedEvent rejected = BuildRejectedEvent(
+    RejectedEvent rejected = BuildRejectedEvent(
         {source.topic, source.partition, source.offset, source.key, source.value}, reason, detail,
         options_.rejected_limits, absl::ToUnixMillis(absl::Now()));
+    // Decided and produced in the same call: one clock reading for both.
+    rejected.produced_at_ms = rejected.rejected_at_ms;
     encoder_.Encode(rejected, &scratch_);
     // Keyed by the original key (its bounded prefix when longer, so that the
     // record always fits; schemas/README.md): a rejected event lands beside
     // its siblings' partition, and re-processing tools can re-key nothing.
-    ProduceOrRemember(options_.topics.rejected, rejected.original_key);
+    // A rejected message often has no valid event time: its record is
+    // stamped with the time of the rejection.
+    ProduceOrRemember(options_.topics.rejected, rejected.original_key, kRejectedSchema,
+                      rejected.rejected_at_ms);
     metrics_.rejected_by_reason[static_cast<size_t>(reason)]->Increment();
     metrics_.out_rejected->Increment();
     ++pending_summary_.rejected;
@@ -609,11 +627,13 @@ class Processor::Impl final : public Outputs,
   }
 
   void Unattributed(const UnattributedConversion& unattributed) override {
-    encoder_.Encode(unattributed, &scratch_);
+    UnattributedConversion produced = unattributed;
+    produced.produced_at_ms = absl::ToUnixMillis(absl::Now());
+    encoder_.Encode(produced, &scratch_);
     const Conversion& c = unattributed.conversion;
     const std::string& key =
         options_.attribution_key == AttributionKey::kUserId ? c.user_id : c.click_id;
-    ProduceOrRemember(options_.topics.unattributed, key);
+    ProduceOrRemember(options_.topics.unattributed, key, kUnattributedSchema, c.event_time_ms);
     metrics_.out_unattributed->Increment();
     metrics_.unattributed_by_reason[static_cast<size_t>(unattributed.reason)]->Increment();
     ObserveEventLatency(*metrics_.latency_unattributed, c.event_time_ms);
@@ -1444,9 +1464,21 @@ class Processor::Impl final : public Outputs,
   // Produce() polls and retries on a full queue and only fails for errors
   // that retrying cannot fix; the first such error fails the batch (its
   // state and offsets are never committed, so it is replayed).
-  void ProduceOrRemember(const std::string& topic, std::string_view key) {
+  //
+  // Every output record (contract v1.1, schemas/README.md) carries headers
+  // naming its schema, so a consumer can pick a decoder without knowing
+  // the topic's configuration, and the event time it is about as its Kafka
+  // timestamp, so that time-based consumers (and retention) follow the
+  // business time rather than when Tally happened to process it.
+  void ProduceOrRemember(const std::string& topic, std::string_view key, std::string_view schema,
+                         int64_t event_time_ms) {
     if (!produce_error_.ok()) return;
-    absl::Status s = producer_->Produce(topic, -1, key, scratch_);
+    const kafka::Header headers[] = {
+        {"tally.schema", schema},
+        {"tally.schema_version", kOutputSchemaVersion},
+        {"content-type", WireFormatContentType(options_.output_format)}};
+    const kafka::RecordMeta meta{event_time_ms, headers};
+    absl::Status s = producer_->ProduceRecord(topic, -1, key, scratch_, meta);
     if (!s.ok()) {
       CountKafkaError("produce", s);
       produce_error_ = WithContext(s, absl::StrCat("producing to '", topic, "': "));

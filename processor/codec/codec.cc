@@ -25,6 +25,16 @@ const char* WireFormatName(WireFormat format) {
   return "unknown";
 }
 
+const char* WireFormatContentType(WireFormat format) {
+  switch (format) {
+    case WireFormat::kJson:
+      return "application/json";
+    case WireFormat::kProtobuf:
+      return "application/x-protobuf";
+  }
+  return "application/octet-stream";
+}
+
 struct EventDecoder::Impl {
   Impl(WireFormat format, const DecodeLimits& limits) : proto(limits) {
     // Only a JSON decoder owns a parser and buffers worth having.

@@ -25,6 +25,9 @@ enum class WireFormat : uint8_t { kJson = 0, kProtobuf = 1 };
 // "json" | "protobuf".
 absl::StatusOr<WireFormat> ParseWireFormat(std::string_view name);
 const char* WireFormatName(WireFormat format);
+// The media type of the format, for the content-type header of the outputs
+// (schemas/README.md): "application/json", "application/x-protobuf".
+const char* WireFormatContentType(WireFormat format);
 
 struct DecodeLimits {
   size_t max_payload_bytes = 64 * 1024;

@@ -700,11 +700,19 @@ enum CommissionField {
   kComModel,
   kComCreditPpm,
   kComClickCount,
+  kComBasis,  // v1.1 from here on
+  kComRate,
+  kComBaseAmount,
+  kComBaseCurrency,
+  kComOverrideApplied,
+  kComOfferVersion,
+  kComProducedAt,
 };
-constexpr std::array<std::string_view, 15> kCommissionNames = {
-    "commission_id", "conversion_id", "offer_id", "goal",          "click_id",
-    "affiliate_id",  "sub_ids",       "click_ts", "conversion_ts", "amount",
-    "currency",      "status",        "model",    "credit_ppm",    "click_count"};
+constexpr std::array<std::string_view, 22> kCommissionNames = {
+    "commission_id", "conversion_id",    "offer_id",      "goal",       "click_id", "affiliate_id",
+    "sub_ids",       "click_ts",         "conversion_ts", "amount",     "currency", "status",
+    "model",         "credit_ppm",       "click_count",   "basis",      "rate",     "base_amount",
+    "base_currency", "override_applied", "offer_version", "produced_at"};
 
 bool DecodeCommission(od::object& object, Verdict* v, Commission* out) {
   *out = Commission{};
@@ -733,6 +741,18 @@ bool DecodeCommission(od::object& object, Verdict* v, Commission* out) {
         break;
       case kComClickCount:
         got = ReadInt32(value, f, v, &out->click_count);
+        break;
+      case kComRate:
+        got = ReadInt64(value, f, v, &out->rate);
+        break;
+      case kComBaseAmount:
+        got = ReadInt64(value, f, v, &out->base.minor);
+        break;
+      case kComOverrideApplied:
+        got = ReadBool(value, f, v, &out->override_applied);
+        break;
+      case kComProducedAt:
+        got = ReadInt64(value, f, v, &out->produced_at_ms);
         break;
       default: {
         got = ReadString(value, f, v, &s);
@@ -771,6 +791,18 @@ bool DecodeCommission(od::object& object, Verdict* v, Commission* out) {
               got = Got::kBad;
             }
             break;
+          case kComBasis:
+            if (!ParsePayoutBasis(s, &out->basis)) {
+              BadValue(v, RejectReason::kInvalidValue, f, "unknown payout basis");
+              got = Got::kBad;
+            }
+            break;
+          case kComBaseCurrency:
+            if (!s.empty() && !ParseCurrency(v, f, s, &out->base.currency)) got = Got::kBad;
+            break;
+          case kComOfferVersion:
+            out->offer_version.assign(s);
+            break;
         }
       }
     }
@@ -799,8 +831,9 @@ enum RejectedField {
   kRejValueSize,
   kRejValueSha256,
   kRejValueTruncated,
+  kRejProducedAt,  // v1.1
 };
-constexpr std::array<std::string_view, 14> kRejectedNames = {"reason",
+constexpr std::array<std::string_view, 15> kRejectedNames = {"reason",
                                                              "detail",
                                                              "source_topic",
                                                              "source_partition",
@@ -813,7 +846,8 @@ constexpr std::array<std::string_view, 14> kRejectedNames = {"reason",
                                                              "original_key_truncated",
                                                              "original_value_size",
                                                              "original_value_sha256",
-                                                             "original_value_truncated"};
+                                                             "original_value_truncated",
+                                                             "produced_at"};
 
 bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
   out->detail.clear();
@@ -829,6 +863,7 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
   out->original_value_size = 0;
   out->original_value_sha256.clear();
   out->original_value_truncated = false;
+  out->produced_at_ms = 0;
   uint32_t present = 0;
   const bool ok = ForEachMember(object, kRejectedNames, v, [&](int i, od::value& value) {
     const FieldName f{{}, kRejectedNames[static_cast<size_t>(i)]};
@@ -843,6 +878,9 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
         break;
       case kRejAt:
         got = ReadInt64(value, f, v, &out->rejected_at_ms);
+        break;
+      case kRejProducedAt:
+        got = ReadInt64(value, f, v, &out->produced_at_ms);
         break;
       case kRejKeySize:
       case kRejValueSize: {
@@ -901,10 +939,12 @@ bool DecodeRejected(od::object& object, Verdict* v, RejectedEvent* out) {
 
 // ---- Unattributed --------------------------------------------------------------
 
-constexpr std::array<std::string_view, 3> kUnattributedNames = {"conversion", "reason", "detail"};
+constexpr std::array<std::string_view, 4> kUnattributedNames = {"conversion", "reason", "detail",
+                                                                "produced_at"};
 
 bool DecodeUnattributed(od::object& object, Verdict* v, UnattributedConversion* out) {
   out->detail.clear();
+  out->produced_at_ms = 0;
   uint32_t present = 0;
   const bool ok = ForEachMember(object, kUnattributedNames, v, [&](int i, od::value& value) {
     const FieldName f{{}, kUnattributedNames[static_cast<size_t>(i)]};
@@ -927,6 +967,10 @@ bool DecodeUnattributed(od::object& object, Verdict* v, UnattributedConversion* 
       if (DecodeConversion(nested, nullptr, "conversion.", v, &out->conversion)) {
         present |= 1u;
       }
+      return !v->fatal();
+    }
+    if (i == 3) {
+      if (ReadInt64(value, f, v, &out->produced_at_ms) == Got::kValue) present |= 1u << i;
       return !v->fatal();
     }
     std::string_view s;

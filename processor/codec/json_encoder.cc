@@ -74,6 +74,10 @@ class ObjectWriter {
   bool first_ = true;
 };
 
+std::string_view CurrencyCode(const Currency& currency) {
+  return currency.empty() ? std::string_view() : currency.code();
+}
+
 void WriteConversion(const Conversion& c, std::string* out) {
   ObjectWriter w(out);
   w.String("conversion_id", c.conversion_id);
@@ -83,7 +87,7 @@ void WriteConversion(const Conversion& c, std::string* out) {
   w.StringIfSet("user_id", c.user_id);
   w.String("goal", c.goal);
   w.Int("amount", c.amount.minor);
-  w.String("currency", c.amount.currency.empty() ? std::string_view() : c.amount.currency.code());
+  w.String("currency", CurrencyCode(c.amount.currency));
   w.String("status", ConversionStatusName(c.status));
   w.End();
 }
@@ -124,11 +128,22 @@ void EncodeJson(const Commission& c, std::string* out) {
   w.Int("click_ts", c.click_time_ms);
   w.Int("conversion_ts", c.conversion_time_ms);
   w.Int("amount", c.payout.minor);
-  w.String("currency", c.payout.currency.empty() ? std::string_view() : c.payout.currency.code());
+  w.String("currency", CurrencyCode(c.payout.currency));
   w.String("status", ConversionStatusName(c.status));
   w.String("model", AttributionModelName(c.model));
   w.Int("credit_ppm", c.credit_ppm);
   w.Int("click_count", c.click_count);
+  // v1.1. The basis is unknown only on the status changes of commissions a
+  // v1.0 build first emitted; the record then reads as a v1.0 one.
+  if (c.basis != PayoutBasis::kUnknown) {
+    w.String("basis", PayoutBasisName(c.basis));
+    w.Int("rate", c.rate);
+    w.Int("base_amount", c.base.minor);
+    w.String("base_currency", CurrencyCode(c.base.currency));
+    w.Bool("override_applied", c.override_applied);
+    w.String("offer_version", c.offer_version);
+  }
+  w.Int("produced_at", c.produced_at_ms);
   w.End();
 }
 
@@ -155,6 +170,7 @@ void EncodeJson(const RejectedEvent& r, std::string* out) {
   w.Int("original_value_size", r.original_value_size);
   w.String("original_value_sha256", r.original_value_sha256);
   w.Bool("original_value_truncated", r.original_value_truncated);
+  w.Int("produced_at", r.produced_at_ms);
   w.End();
 }
 
@@ -165,6 +181,7 @@ void EncodeJson(const UnattributedConversion& u, std::string* out) {
   WriteConversion(u.conversion, out);
   w.String("reason", UnattributedReasonName(u.reason));
   w.String("detail", u.detail);
+  w.Int("produced_at", u.produced_at_ms);
   w.End();
 }
 

@@ -334,11 +334,13 @@ bool DecodeConversion(std::string_view data, const DecodeLimits* limits, std::st
 
 // ---- Commission --------------------------------------------------------------
 
-constexpr const char* kCommissionNames[] = {
-    "",         "commission_id", "conversion_id", "offer_id",
-    "goal",     "click_id",      "affiliate_id",  "sub_ids",
-    "click_ts", "conversion_ts", "amount",        "currency",
-    "status",   "model",         "credit_ppm",    "click_count"};
+constexpr const char* kCommissionNames[] = {"", "commission_id", "conversion_id", "offer_id",
+                                            "goal", "click_id", "affiliate_id", "sub_ids",
+                                            "click_ts", "conversion_ts", "amount", "currency",
+                                            "status", "model", "credit_ppm", "click_count",
+                                            // v1.1
+                                            "basis", "rate", "base_amount", "base_currency",
+                                            "override_applied", "offer_version", "produced_at"};
 
 bool DecodeCommission(std::string_view data, Verdict* v, Commission* out) {
   *out = Commission{};
@@ -346,7 +348,7 @@ bool DecodeCommission(std::string_view data, Verdict* v, Commission* out) {
   out->click_count = 0;
   uint32_t present = 0;
   const bool ok = ForEachField(data, v, [&](const Field& f) {
-    if (v->failed() || f.number == 0 || f.number > 15) return;
+    if (v->failed() || f.number == 0 || f.number > 22) return;
     const FieldName name{{}, kCommissionNames[f.number]};
     std::string_view s;
     switch (f.number) {
@@ -369,6 +371,19 @@ bool DecodeCommission(std::string_view data, Verdict* v, Commission* out) {
         return;
       case 15:
         ReadInt32(f, name, v, &out->click_count);
+        return;
+      case 17:
+        ReadInt64(f, name, v, &out->rate);
+        return;
+      case 18:
+        ReadInt64(f, name, v, &out->base.minor);
+        return;
+      case 20:
+        // proto3 bool: any non-zero varint is true.
+        if (Expect(f, wire::kVarint, name, v)) out->override_applied = f.varint != 0;
+        return;
+      case 22:
+        ReadInt64(f, name, v, &out->produced_at_ms);
         return;
       default:
         break;
@@ -412,6 +427,17 @@ bool DecodeCommission(std::string_view data, Verdict* v, Commission* out) {
           BadValue(v, RejectReason::kInvalidValue, name, "unknown attribution model");
         }
         break;
+      case 16:
+        if (!s.empty() && !ParsePayoutBasis(s, &out->basis)) {
+          BadValue(v, RejectReason::kInvalidValue, name, "unknown payout basis");
+        }
+        break;
+      case 19:
+        if (!s.empty()) ParseCurrency(v, name, s, &out->base.currency);
+        break;
+      case 21:
+        out->offer_version.assign(s);
+        break;
     }
   });
   if (!ok || v->failed()) return false;
@@ -435,6 +461,7 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
   out->original_value_size = 0;
   out->original_value_sha256.clear();
   out->original_value_truncated = false;
+  out->produced_at_ms = 0;
   bool has_reason = false;
   const bool ok = ForEachField(data, v, [&](const Field& f) {
     if (v->failed()) return;
@@ -475,6 +502,9 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
       case 8:
         ReadInt64(f, {{}, "rejected_at"}, v, &out->rejected_at_ms);
         return;
+      case 15:
+        ReadInt64(f, {{}, "produced_at"}, v, &out->produced_at_ms);
+        return;
       case 9:
       case 12: {
         const FieldName name{{}, f.number == 9 ? "original_key_size" : "original_value_size"};
@@ -514,6 +544,7 @@ bool DecodeRejected(std::string_view data, Verdict* v, RejectedEvent* out) {
 
 bool DecodeUnattributed(std::string_view data, Verdict* v, UnattributedConversion* out) {
   out->detail.clear();
+  out->produced_at_ms = 0;
   bool has_conversion = false;
   bool has_reason = false;
   const bool ok = ForEachField(data, v, [&](const Field& f) {
@@ -542,6 +573,9 @@ bool DecodeUnattributed(std::string_view data, Verdict* v, UnattributedConversio
       }
       case 3:
         if (ReadString(f, {{}, "detail"}, v, &s)) out->detail.assign(s);
+        return;
+      case 4:
+        ReadInt64(f, {{}, "produced_at"}, v, &out->produced_at_ms);
         return;
       default:
         return;

@@ -86,6 +86,16 @@ void ProtoEncoder::Encode(const Commission& c, std::string* out) {
   BytesIfSet(out, 13, AttributionModelName(c.model));
   IntIfSet(out, 14, c.credit_ppm);
   IntIfSet(out, 15, c.click_count);
+  // v1.1 (see the JSON encoder: no basis members when it is unknown).
+  if (c.basis != PayoutBasis::kUnknown) {
+    BytesIfSet(out, 16, PayoutBasisName(c.basis));
+    IntIfSet(out, 17, c.rate);
+    IntIfSet(out, 18, c.base.minor);
+    BytesIfSet(out, 19, CurrencyCode(c.base.currency));
+    IntIfSet(out, 20, c.override_applied ? 1 : 0);
+    BytesIfSet(out, 21, c.offer_version);
+  }
+  IntIfSet(out, 22, c.produced_at_ms);
 }
 
 void ProtoEncoder::Encode(const RejectedEvent& r, std::string* out) {
@@ -104,6 +114,7 @@ void ProtoEncoder::Encode(const RejectedEvent& r, std::string* out) {
   IntIfSet(out, 12, r.original_value_size);
   BytesIfSet(out, 13, r.original_value_sha256);
   IntIfSet(out, 14, r.original_value_truncated ? 1 : 0);
+  IntIfSet(out, 15, r.produced_at_ms);
 }
 
 void ProtoEncoder::Encode(const UnattributedConversion& u, std::string* out) {
@@ -114,6 +125,7 @@ void ProtoEncoder::Encode(const UnattributedConversion& u, std::string* out) {
   AppendBytes(out, 1, nested_);
   BytesIfSet(out, 2, UnattributedReasonName(u.reason));
   BytesIfSet(out, 3, u.detail);
+  IntIfSet(out, 4, u.produced_at_ms);
 }
 
 }  // namespace tally::codec_internal

@@ -7,7 +7,7 @@
 #include <numeric>
 #include <utility>
 
-#include "processor/dedup/dedup_key.h"
+#include "processor/model/sha256.h"
 
 namespace tally {
 namespace {
@@ -19,17 +19,6 @@ constexpr int kWeightBits = 40;
 constexpr int64_t kWeightScale = int64_t{1} << kWeightBits;
 // Integral weights up to 2^53 are exact in a double and are used as they are.
 constexpr double kMaxExactIntegral = 9007199254740992.0;  // 2^53
-
-// Seeds of the two lanes of CommissionId. Prefixed to the bytes rather than
-// mixed into DedupHash64, whose value is a pinned storage format of its own.
-// Changing them changes every commission id: never do that.
-constexpr std::string_view kLaneSeed1 = "tally.commission.1";
-constexpr std::string_view kLaneSeed2 = "tally.commission.2";
-
-void AppendHex(uint64_t value, std::string* out) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kDigits[(value >> shift) & 0xF]);
-}
 
 // The weights as non-negative integers that SplitIntegral can use exactly:
 // integral weights as they are, anything else scaled to the largest weight
@@ -202,21 +191,17 @@ std::vector<const ClickRecord*> SortedClicks(std::span<const ClickRecord> clicks
 std::string CommissionId(std::string_view offer_id, std::string_view goal,
                          std::string_view conversion_id, std::string_view click_id) {
   std::string bytes;
-  bytes.reserve(kLaneSeed1.size() + 4 * 2 + offer_id.size() + goal.size() + conversion_id.size() +
-                click_id.size());
-  bytes.append(kLaneSeed1);
-  AppendLengthPrefixed(offer_id, &bytes);
-  AppendLengthPrefixed(goal, &bytes);
-  AppendLengthPrefixed(conversion_id, &bytes);
-  AppendLengthPrefixed(click_id, &bytes);
-  const uint64_t lane1 = DedupHash64(bytes);
-  bytes.replace(0, kLaneSeed1.size(), kLaneSeed2);  // same length by construction
-  const uint64_t lane2 = DedupHash64(bytes);
-  std::string id;
-  id.reserve(32);
-  AppendHex(lane1, &id);
-  AppendHex(lane2, &id);
-  return id;
+  bytes.reserve(4 * 4 + offer_id.size() + goal.size() + conversion_id.size() + click_id.size());
+  for (std::string_view field : {offer_id, goal, conversion_id, click_id}) {
+    // Fields are at most 64 bytes (codec limits); the 4-byte prefix is the
+    // documented encoding, not a bound.
+    const auto size = static_cast<uint32_t>(field.size());
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      bytes.push_back(static_cast<char>((size >> shift) & 0xFF));
+    }
+    bytes.append(field);
+  }
+  return Sha256Hex(bytes).substr(0, 32);
 }
 
 int64_t DivideRoundHalfAwayFromZero(__int128 numerator, int64_t denominator) {
@@ -227,14 +212,40 @@ int64_t DivideRoundHalfAwayFromZero(__int128 numerator, int64_t denominator) {
   return static_cast<int64_t>(quotient);
 }
 
-Money ConversionPayout(const OfferTerms& terms, const Conversion& conversion,
-                       std::string_view affiliate_id) {
-  const std::optional<Payout> payout = terms.PayoutFor(conversion.goal, affiliate_id);
+namespace {
+
+// The money of `payout` (ConversionPayout's rules) for `conversion`.
+Money PayoutAmount(const std::optional<Payout>& payout, const Conversion& conversion) {
   if (!payout) return Money{0, conversion.amount.currency};
   if (payout->kind == Payout::Kind::kCpa) return payout->cpa;
   return Money{DivideRoundHalfAwayFromZero(
                    static_cast<__int128>(conversion.amount.minor) * payout->revshare_bps, 10'000),
                conversion.amount.currency};
+}
+
+// The basis fields of the commissions of one conversion paid by `payout`.
+void SetBasis(const OfferTerms& terms, const Conversion& conversion,
+              const std::optional<Payout>& payout, bool override_applied, Commission* c) {
+  c->base = conversion.amount;
+  c->override_applied = override_applied;
+  c->offer_version = terms.version;
+  if (!payout) {  // a goal the offer does not pay: a CPA of 0
+    c->basis = PayoutBasis::kCpa;
+    c->rate = 0;
+  } else if (payout->kind == Payout::Kind::kCpa) {
+    c->basis = PayoutBasis::kCpa;
+    c->rate = payout->cpa.minor;
+  } else {
+    c->basis = PayoutBasis::kRevshare;
+    c->rate = payout->revshare_bps;
+  }
+}
+
+}  // namespace
+
+Money ConversionPayout(const OfferTerms& terms, const Conversion& conversion,
+                       std::string_view affiliate_id) {
+  return PayoutAmount(terms.PayoutFor(conversion.goal, affiliate_id), conversion);
 }
 
 std::vector<int64_t> SplitLargestRemainder(int64_t total, std::span<const double> weights) {
@@ -269,19 +280,20 @@ std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& con
     single = i;
   }
 
+  // One credited affiliate: its override, if any, applies in full. Several:
+  // the offer's own payout, so that affiliates' individual deals never
+  // change what the other affiliates get.
+  const std::string_view payee = credited == 1 ? sorted[single]->affiliate_id : "";
+  const std::optional<Payout> payout = terms.PayoutFor(conversion.goal, payee);
+  const Money total = PayoutAmount(payout, conversion);
   std::vector<int64_t> parts;
-  Money total;
   if (credited == 1) {
-    // One credited affiliate: its override, if any, applies in full.
-    total = ConversionPayout(terms, conversion, sorted[single]->affiliate_id);
     parts.assign(weights.size(), 0);
     parts[single] = total.minor;
   } else {
-    // Several: the offer's own payout, so that affiliates' individual deals
-    // never change what the other affiliates get.
-    total = ConversionPayout(terms, conversion, "");
     parts = SplitIntegral(total.minor, weights);
   }
+  const bool override_applied = terms.HasOverride(conversion.goal, payee);
 
   out.reserve(static_cast<size_t>(credited));
   for (size_t i = 0; i < sorted.size(); ++i) {
@@ -304,6 +316,7 @@ std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& con
     c.credit_ppm = static_cast<int32_t>(DivideRoundHalfAwayFromZero(
         static_cast<__int128>(weights[i]) * 1'000'000, static_cast<int64_t>(weight_sum)));
     c.click_count = credited;
+    SetBasis(terms, conversion, payout, override_applied, &c);
     out.push_back(std::move(c));
   }
   return out;

@@ -37,13 +37,14 @@ struct ClickRecord {
   friend bool operator==(const ClickRecord&, const ClickRecord&) = default;
 };
 
-// commission_id = lowercase hex of the first 16 bytes of a stable 128-bit
-// hash (two DedupHash64-style lanes with different seeds) of
-// len-prefixed(offer_id, goal, conversion_id, click_id); lane k hashes the
-// seed "tally.commission.<k>" followed by the LEB128-length-prefixed fields,
-// and the hex is lane 1 then lane 2, most significant digit first. Stable across
-// processes and builds (golden-value test). Status is NOT part of the id:
-// status changes re-emit the same commission_id.
+// commission_id (contract v1.1, schemas/README.md): lowercase hex of the
+// first 16 bytes of SHA-256 over offer_id, goal, conversion_id and click_id,
+// each preceded by its length in bytes as a 4-byte big-endian integer, so
+// that any language can recompute it (golden-value test, with the README's
+// Python one-liner). Status is NOT part of the id. Only new commissions get
+// it: a status change or reversal re-emits the id stored in the ledger with
+// the commission, so a commission first emitted before v1.1 keeps its v1.0
+// id (a home-made hash, also 32 hex digits) for every later status.
 std::string CommissionId(std::string_view offer_id, std::string_view goal,
                          std::string_view conversion_id, std::string_view click_id);
 
@@ -98,7 +99,9 @@ std::vector<double> ModelWeights(const OfferTerms& terms, std::span<const ClickR
 // click: the affiliate override applies. Several: the offer's own payout is
 // split. credit_ppm = the click's weight share in parts per million (rounded
 // half away from zero), click_count = number of credited clicks. Returns
-// the commissions ordered by (click time, click id).
+// the commissions ordered by (click time, click id). The basis fields say
+// which payout was applied (Commission::basis..offer_version);
+// produced_at_ms stays 0.
 std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& conversion,
                                   std::span<const ClickRecord> clicks);
 

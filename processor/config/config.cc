@@ -599,9 +599,11 @@ constexpr uint64_t kUnattributedValueBytes = 2048;
 // The longest attribution key (user_id).
 constexpr uint64_t kMaxAttributionKeyBytes = 128;
 // librdkafka counts a record's framing (varint lengths, attributes,
-// timestamp and offset deltas, headers count: at most about 40 bytes)
-// against message.max.bytes; the broker adds the batch header (61 bytes).
-constexpr uint64_t kRecordFramingBytes = 128;
+// timestamp and offset deltas, headers count: at most about 40 bytes) and
+// its headers (contract v1.1: tally.schema, tally.schema_version,
+// content-type, at most about 110 bytes with their varints) against
+// message.max.bytes; the broker adds the batch header (61 bytes).
+constexpr uint64_t kRecordFramingBytes = 256;
 // librdkafka's default message.max.bytes.
 constexpr uint64_t kDefaultMessageMaxBytes = 1'000'000;
 

@@ -154,11 +154,14 @@ const FakeCluster::Partition* FakeCluster::PartitionLocked(std::string_view topi
 }
 
 int64_t FakeCluster::AppendLocked(const std::string& topic, int32_t partition, std::string_view key,
-                                  std::optional<std::string_view> value, uint64_t transaction) {
+                                  std::optional<std::string_view> value, uint64_t transaction,
+                                  const RecordMeta& meta) {
   Partition& p = *PartitionLocked(topic, partition);
   Record r;
   r.offset = p.next_offset++;
   r.key = std::string(key);
+  if (meta.timestamp_ms != 0) r.timestamp_ms = meta.timestamp_ms;
+  for (const Header& h : meta.headers) r.headers.emplace_back(h.name, h.value);
   if (value.has_value()) {
     r.value = std::string(*value);
   } else {
@@ -581,6 +584,11 @@ class FakeProducer final : public Producer {
                        std::string_view value, uint64_t tag, absl::Duration /*timeout*/) override {
     return ProduceValue(topic, partition, key, value, tag);
   }
+  absl::Status ProduceRecord(std::string_view topic, int32_t partition, std::string_view key,
+                             std::string_view value, const RecordMeta& meta, uint64_t tag,
+                             absl::Duration /*timeout*/) override {
+    return ProduceValue(topic, partition, key, value, tag, meta);
+  }
   absl::Status ProduceTombstone(std::string_view topic, int32_t partition, std::string_view key,
                                 uint64_t tag, absl::Duration /*timeout*/) override {
     return ProduceValue(topic, partition, key, std::nullopt, tag);
@@ -880,7 +888,8 @@ class FakeProducer final : public Producer {
   }
 
   absl::Status ProduceValue(std::string_view topic, int32_t partition, std::string_view key,
-                            std::optional<std::string_view> value, uint64_t tag) {
+                            std::optional<std::string_view> value, uint64_t tag,
+                            const RecordMeta& meta = {}) {
     {
       absl::MutexLock lock(&cluster_->mu_);
       if (absl::Status s = UsableLocked("produce"); !s.ok()) return s;
@@ -919,7 +928,8 @@ class FakeProducer final : public Producer {
                                                     lost->message())))
             .IgnoreError();
       } else {
-        report.offset = cluster_->AppendLocked(report.topic, partition, key, value, transaction_);
+        report.offset =
+            cluster_->AppendLocked(report.topic, partition, key, value, transaction_, meta);
       }
       unserved_.push_back(std::move(report));
     }

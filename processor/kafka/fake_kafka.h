@@ -141,7 +141,8 @@ struct Record {
   std::string key;
   std::string value;
   bool value_is_null = false;  // a tombstone (value is empty)
-  int64_t timestamp_ms = -1;
+  int64_t timestamp_ms = -1;   // as given to ProduceRecord; -1 otherwise
+  std::vector<std::pair<std::string, std::string>> headers;  // in produce order
   uint64_t transaction = 0;  // the fake's number of its transaction; 0: none
   TxnState state = TxnState::kNone;
   bool control = false;  // a commit/abort marker (only LogWithMarkers has them)
@@ -341,8 +342,8 @@ class FakeCluster {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // REQUIRES: the partition exists. `transaction` 0: outside transactions.
   int64_t AppendLocked(const std::string& topic, int32_t partition, std::string_view key,
-                       std::optional<std::string_view> value, uint64_t transaction = 0)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                       std::optional<std::string_view> value, uint64_t transaction = 0,
+                       const RecordMeta& meta = {}) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   TxnState StateLocked(const Record& record) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool VisibleLocked(const Record& record, bool read_committed) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

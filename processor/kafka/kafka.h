@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,6 +90,20 @@ struct TopicPartitionOffset {
   int64_t offset = -1;  // the NEXT offset to consume (Kafka commit semantics)
 };
 
+// A Kafka record header (KIP-82): a name and bytes. Views: Produce copies.
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+// What a produced record carries besides its key and value.
+struct RecordMeta {
+  // The record's timestamp (CreateTime), ms since the epoch; 0: the
+  // producer's clock when it is produced (librdkafka's default).
+  int64_t timestamp_ms = 0;
+  std::span<const Header> headers;
+};
+
 struct DeliveryReport {
   uint64_t tag = 0;  // the caller's tag given to Produce()
   std::string topic;
@@ -129,6 +144,13 @@ class Producer {
   virtual absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
                                std::string_view value, uint64_t tag = 0,
                                absl::Duration timeout = absl::Seconds(60)) = 0;
+  // Produce() with a record timestamp and headers (`meta`). Used for the
+  // outputs, whose timestamp is the event time they are about and whose
+  // headers name their schema; transactional like Produce().
+  virtual absl::Status ProduceRecord(std::string_view topic, int32_t partition,
+                                     std::string_view key, std::string_view value,
+                                     const RecordMeta& meta, uint64_t tag = 0,
+                                     absl::Duration timeout = absl::Seconds(60)) = 0;
   // Enqueues a tombstone: a record with a null value, which compaction of a
   // `cleanup.policy=compact` topic treats as the deletion of its key
   // (an empty value would be kept forever). Otherwise as Produce().

@@ -138,6 +138,9 @@ class RdProducer final : public Producer {
 
   absl::Status Produce(std::string_view topic, int32_t partition, std::string_view key,
                        std::string_view value, uint64_t tag, absl::Duration timeout) override;
+  absl::Status ProduceRecord(std::string_view topic, int32_t partition, std::string_view key,
+                             std::string_view value, const RecordMeta& meta, uint64_t tag,
+                             absl::Duration timeout) override;
   absl::Status ProduceTombstone(std::string_view topic, int32_t partition, std::string_view key,
                                 uint64_t tag, absl::Duration timeout) override;
   void Poll(absl::Duration timeout) override;
@@ -163,9 +166,11 @@ class RdProducer final : public Producer {
   RdProducerImpl& impl() { return *impl_; }
 
  private:
-  // value nullptr: a null value (tombstone).
+  // value nullptr: a null value (tombstone). meta nullptr: no headers, the
+  // producer's timestamp.
   absl::Status ProduceBytes(std::string_view topic, int32_t partition, std::string_view key,
-                            const char* value, size_t size, uint64_t tag, absl::Duration timeout);
+                            const char* value, size_t size, uint64_t tag, absl::Duration timeout,
+                            const RecordMeta* meta = nullptr);
 
   std::unique_ptr<RdProducerImpl> impl_;
 };
@@ -252,6 +257,15 @@ absl::Status RdProducer::Produce(std::string_view topic, int32_t partition, std:
                       tag, timeout);
 }
 
+absl::Status RdProducer::ProduceRecord(std::string_view topic, int32_t partition,
+                                       std::string_view key, std::string_view value,
+                                       const RecordMeta& meta, uint64_t tag,
+                                       absl::Duration timeout) {
+  static const char kEmpty = 0;  // as in Produce(): an empty value is not a tombstone
+  return ProduceBytes(topic, partition, key, value.empty() ? &kEmpty : value.data(), value.size(),
+                      tag, timeout, &meta);
+}
+
 absl::Status RdProducer::ProduceTombstone(std::string_view topic, int32_t partition,
                                           std::string_view key, uint64_t tag,
                                           absl::Duration timeout) {
@@ -260,16 +274,32 @@ absl::Status RdProducer::ProduceTombstone(std::string_view topic, int32_t partit
 
 absl::Status RdProducer::ProduceBytes(std::string_view topic, int32_t partition,
                                       std::string_view key, const char* value, size_t size,
-                                      uint64_t tag, absl::Duration timeout) {
+                                      uint64_t tag, absl::Duration timeout,
+                                      const RecordMeta* meta) {
   absl::StatusOr<RdKafka::Topic*> rkt = impl_->GetTopic(topic);
   if (!rkt.ok()) return rkt.status();
   const absl::Time deadline = absl::Now() + timeout;
   void* opaque = reinterpret_cast<void*>(static_cast<uintptr_t>(tag));
   for (;;) {
     // RK_MSG_COPY: the caller's views need not outlive this call.
-    RdKafka::ErrorCode err = impl_->handle->produce(
-        *rkt, partition, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value), size,
-        key.empty() ? nullptr : key.data(), key.size(), opaque);
+    RdKafka::ErrorCode err;
+    if (meta == nullptr) {
+      err = impl_->handle->produce(*rkt, partition, RdKafka::Producer::RK_MSG_COPY,
+                                   const_cast<char*>(value), size,
+                                   key.empty() ? nullptr : key.data(), key.size(), opaque);
+    } else {
+      // The header variant frees the headers when it succeeds and leaves
+      // them to the caller when it fails (rdkafkacpp.h): one set per try.
+      std::unique_ptr<RdKafka::Headers> headers(RdKafka::Headers::create());
+      for (const Header& h : meta->headers) {
+        headers->add(std::string(h.name), h.value.data(), h.value.size());
+      }
+      err =
+          impl_->handle->produce(std::string(topic), partition, RdKafka::Producer::RK_MSG_COPY,
+                                 const_cast<char*>(value), size, key.empty() ? nullptr : key.data(),
+                                 key.size(), meta->timestamp_ms, headers.get(), opaque);
+      if (err == RdKafka::ERR_NO_ERROR) (void)headers.release();  // librdkafka's now
+    }
     if (err == RdKafka::ERR_NO_ERROR) return absl::OkStatus();
     if (err == RdKafka::ERR__QUEUE_FULL) {
       const absl::Duration left = deadline - absl::Now();

@@ -30,6 +30,8 @@ constexpr std::array<std::string_view, 5> kModelNames = {"last_click", "first_cl
                                                          "time_decay", "position_based"};
 constexpr std::array<std::string_view, 3> kUnattributedNames = {"click_not_found", "outside_window",
                                                                 "no_user_clicks"};
+// Indexed by PayoutBasis; kUnknown has no wire name.
+constexpr std::array<std::string_view, 3> kBasisNames = {"", "cpa", "revshare"};
 
 }  // namespace
 
@@ -48,6 +50,11 @@ const char* UnattributedReasonName(UnattributedReason reason) {
 }
 bool ParseUnattributedReason(std::string_view name, UnattributedReason* reason) {
   return ParseByName(kUnattributedNames, name, reason);
+}
+
+const char* PayoutBasisName(PayoutBasis basis) { return NameOf(kBasisNames, basis); }
+bool ParsePayoutBasis(std::string_view name, PayoutBasis* basis) {
+  return !name.empty() && ParseByName(kBasisNames, name, basis);
 }
 
 }  // namespace tally

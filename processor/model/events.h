@@ -79,6 +79,20 @@ enum class AttributionModel : uint8_t {
 const char* AttributionModelName(AttributionModel model);
 bool ParseAttributionModel(std::string_view name, AttributionModel* model);
 
+// How a commission's payout was computed (contract v1.1). kUnknown only on
+// the status changes of a commission first emitted by a processor older
+// than v1.1: its stored state does not have the basis, and a guess from
+// today's offers could name terms that were never applied.
+enum class PayoutBasis : uint8_t {
+  kUnknown = 0,
+  kCpa = 1,       // a fixed amount per conversion (also: a goal the offer does not pay, rate 0)
+  kRevshare = 2,  // basis points of the conversion amount
+};
+// Stable wire names: "cpa", "revshare" (kUnknown has none: the basis
+// members are omitted).
+const char* PayoutBasisName(PayoutBasis basis);
+bool ParsePayoutBasis(std::string_view name, PayoutBasis* basis);
+
 // One credited click of one conversion. Emitted again, with the same
 // commission_id, whenever the conversion's status changes.
 struct Commission {
@@ -98,6 +112,20 @@ struct Commission {
   // (1'000'000 = all of it). Informational; payout is authoritative.
   int32_t credit_ppm = 1'000'000;
   int32_t click_count = 1;  // clicks that shared the credit
+  // The payout basis (v1.1; all unset when basis is kUnknown). rate: kCpa,
+  // the whole conversion's fixed amount in minor units of payout.currency
+  // (a multi-touch share is a part of it); kRevshare, basis points
+  // (0..10000) of base. base: the conversion amount the share is taken
+  // from (for kCpa the conversion's amount, informational).
+  PayoutBasis basis = PayoutBasis::kUnknown;
+  int64_t rate = 0;
+  Money base;
+  bool override_applied = false;  // an affiliate_payouts entry replaced the offer's payout
+  std::string offer_version;      // OfferTerms::version of the terms applied
+  // Processing time (v1.1): the processor's wall clock when the record was
+  // handed to the producer, ms. Not part of the commission's identity or
+  // state; 0 until the output path sets it.
+  TimestampMs produced_at_ms = 0;
 
   friend bool operator==(const Commission&, const Commission&) = default;
 };
@@ -123,6 +151,7 @@ struct RejectedEvent {
   int64_t original_value_size = 0;    // bytes of the whole original value
   std::string original_value_sha256;  // lowercase hex of the whole value ("" if unknown)
   bool original_value_truncated = false;
+  TimestampMs produced_at_ms = 0;  // v1.1: wall clock when handed to the producer
 
   friend bool operator==(const RejectedEvent&, const RejectedEvent&) = default;
 };
@@ -140,6 +169,7 @@ struct UnattributedConversion {
   Conversion conversion;
   UnattributedReason reason = UnattributedReason::kClickNotFound;
   std::string detail;
+  TimestampMs produced_at_ms = 0;  // v1.1: wall clock when handed to the producer
 
   friend bool operator==(const UnattributedConversion&, const UnattributedConversion&) = default;
 };

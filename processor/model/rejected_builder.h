@@ -37,10 +37,6 @@ RejectedEvent BuildRejectedEvent(const RejectedSource& source, RejectReason reas
                                  std::string_view detail, const RejectedLimits& limits,
                                  TimestampMs rejected_at_ms);
 
-// SHA-256 of `bytes` as 64 lowercase hex digits (OpenSSL EVP). The hash of
-// RejectedEvent::original_{key,value}_sha256.
-std::string Sha256Hex(std::string_view bytes);
-
 }  // namespace tally
 
 #endif  // TALLY_PROCESSOR_MODEL_REJECTED_BUILDER_H_

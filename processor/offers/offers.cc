@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "processor/config/internal/values.h"
+#include "processor/model/sha256.h"
 #include "yaml-cpp/yaml.h"
 
 // Local to this file: the status plumbing of the parser below.
@@ -368,7 +370,32 @@ OfferTerms Finish(std::string offer_id, PartialTerms partial) {
   if (partial.ctit_max_ms) terms.ctit_max_ms = *partial.ctit_max_ms;
   terms.payouts = std::move(partial.payouts);
   terms.affiliate_payouts = std::move(partial.affiliate_payouts);
+  terms.version = OfferTermsVersion(terms);
   return terms;
+}
+
+void AppendCanonicalPayout(const Payout& payout, std::string* out) {
+  switch (payout.kind) {
+    case Payout::Kind::kCpa:
+      absl::StrAppend(out, " cpa ", payout.cpa.minor, " ",
+                      payout.cpa.currency.empty() ? "" : ToAbsl(payout.cpa.currency.code()), "\n");
+      return;
+    case Payout::Kind::kRevshare:
+      absl::StrAppend(out, " revshare_bps ", payout.revshare_bps, "\n");
+      return;
+  }
+}
+
+// The entries of a hash map in byte order of their keys (the canonical
+// encoding must not depend on the map's iteration order).
+template <typename Map>
+std::vector<const typename Map::value_type*> SortedEntries(const Map& map) {
+  std::vector<const typename Map::value_type*> entries;
+  entries.reserve(map.size());
+  for (const auto& entry : map) entries.push_back(&entry);
+  std::sort(entries.begin(), entries.end(),
+            [](const auto* a, const auto* b) { return a->first < b->first; });
+  return entries;
 }
 
 // ctit_max bounds from above only when set (non-zero).
@@ -395,6 +422,34 @@ std::optional<Payout> OfferTerms::PayoutFor(std::string_view goal,
   const auto it = payouts.find(ToAbsl(goal));
   if (it == payouts.end()) return std::nullopt;
   return it->second;
+}
+
+bool OfferTerms::HasOverride(std::string_view goal, std::string_view affiliate_id) const {
+  if (affiliate_id.empty()) return false;
+  const auto affiliate = affiliate_payouts.find(ToAbsl(affiliate_id));
+  return affiliate != affiliate_payouts.end() && affiliate->second.contains(ToAbsl(goal));
+}
+
+std::string CanonicalOfferTerms(const OfferTerms& terms) {
+  std::string out = absl::StrCat(
+      "tally.offer_terms.v1\nattribution_window_ms=", terms.attribution_window_ms,
+      "\nmodel=", AttributionModelName(terms.model), "\nhalf_life_ms=", terms.half_life_ms,
+      "\nctit_min_ms=", terms.ctit_min_ms, "\nctit_max_ms=", terms.ctit_max_ms, "\n");
+  for (const auto* goal : SortedEntries(terms.payouts)) {
+    absl::StrAppend(&out, "payout ", goal->first);
+    AppendCanonicalPayout(goal->second, &out);
+  }
+  for (const auto* affiliate : SortedEntries(terms.affiliate_payouts)) {
+    for (const auto* goal : SortedEntries(affiliate->second)) {
+      absl::StrAppend(&out, "override ", affiliate->first, " ", goal->first);
+      AppendCanonicalPayout(goal->second, &out);
+    }
+  }
+  return out;
+}
+
+std::string OfferTermsVersion(const OfferTerms& terms) {
+  return Sha256Hex(CanonicalOfferTerms(terms));
 }
 
 absl::StatusOr<std::shared_ptr<const OffersCatalog>> OffersCatalog::FromYaml(

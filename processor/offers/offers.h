@@ -46,11 +46,35 @@ struct OfferTerms {
   // apply only when a single click is credited (multi-touch splits divide
   // the offer's own payout).
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, Payout>> affiliate_payouts;
+  // OfferTermsVersion of these terms, set by the catalogue when it loads
+  // them (computed once: every commission carries it as offer_version).
+  // Terms built by hand have "" unless the caller sets it.
+  std::string version;
 
   // The payout of `goal`, with the override of `affiliate_id` if any
   // (pass an empty affiliate_id for the offer's own payout).
   std::optional<Payout> PayoutFor(std::string_view goal, std::string_view affiliate_id) const;
+  // Whether `affiliate_id` has its own payout for `goal`.
+  bool HasOverride(std::string_view goal, std::string_view affiliate_id) const;
 };
+
+// The canonical encoding of the terms that decide a commission (everything
+// but offer_id and version), as documented in schemas/README.md
+// ("offer_version"): one line per item, each ending in "\n":
+//   tally.offer_terms.v1
+//   attribution_window_ms=<int>   model=<wire name>   half_life_ms=<int>
+//   ctit_min_ms=<int>             ctit_max_ms=<int>
+//   payout <goal> cpa <amount> <currency> | payout <goal> revshare_bps <bps>
+//     (one per goal, goals in byte order)
+//   override <affiliate_id> <goal> cpa ... | ... revshare_bps <bps>
+//     (one per override, by affiliate id, then goal, in byte order)
+// Integers in decimal without leading zeros. Ids, goals and currency codes
+// cannot contain a space or a newline (the loader's rules), so the text is
+// unambiguous. Two offers with the same terms have the same version.
+std::string CanonicalOfferTerms(const OfferTerms& terms);
+// Lowercase hex SHA-256 of CanonicalOfferTerms: the commission's
+// offer_version, which any consumer can recompute from the offers file.
+std::string OfferTermsVersion(const OfferTerms& terms);
 
 class OffersCatalog {
  public:

@@ -214,15 +214,23 @@ defaults:
   }
 
   // commission_id -> every copy of it on `commissions`.
+  // Every commission record per id, re-encoded with produced_at zeroed: a
+  // replay repeats a record byte for byte except for that processing time
+  // (contract v1.1), which must be set on every one.
   std::map<std::string, std::vector<std::string>> CommissionCopies() {
     EventDecoder decoder(WireFormat::kJson);
+    EventEncoder encoder(WireFormat::kJson);
     std::map<std::string, std::vector<std::string>> out;
     for (const kafka::fake::Record& r : cluster_.AllRecords("commissions")) {
       Commission c;
       auto invalid = decoder.Decode(r.value, &c);
       EXPECT_FALSE(invalid.has_value()) << r.value;
       EXPECT_EQ(r.key, c.commission_id);
-      out[c.commission_id].push_back(r.value);
+      EXPECT_GT(c.produced_at_ms, 0) << r.value;
+      c.produced_at_ms = 0;
+      std::string value;
+      encoder.Encode(c, &value);
+      out[c.commission_id].push_back(std::move(value));
     }
     return out;
   }
@@ -755,6 +763,40 @@ TEST_F(ProcessorTest, StopFromAnotherThreadEndsRunCleanly) {
   EXPECT_EQ(cluster_.RevokeCallbacks(kGroup), 1);
   cluster_.SetHook(nullptr);
   ExpectExactOutputs();
+}
+
+// Contract v1.1: every output record names its schema in headers and is
+// stamped with the event time it is about (a consumer windowing by record
+// time must see business time, not when Tally ran).
+TEST_F(ProcessorTest, OutputRecordsCarrySchemaHeadersAndEventTimeTimestamps) {
+  SeedInput(24);
+  auto t = MakeTestee();
+  ASSERT_NE(t, nullptr);
+  ASSERT_TRUE(t->processor->Run().ok());
+  using Headers = std::vector<std::pair<std::string, std::string>>;
+  auto headers_of = [](const char* schema) {
+    return Headers{{"tally.schema", schema},
+                   {"tally.schema_version", "1.1"},
+                   {"content-type", "application/json"}};
+  };
+  EventDecoder decoder(WireFormat::kJson);
+  const auto commissions = cluster_.AllRecords("commissions");
+  ASSERT_EQ(commissions.size(), 24u);
+  for (const kafka::fake::Record& r : commissions) {
+    Commission c;
+    ASSERT_FALSE(decoder.Decode(r.value, &c).has_value()) << r.value;
+    EXPECT_EQ(r.headers, headers_of("tally.v1.Commission"));
+    EXPECT_EQ(r.timestamp_ms, c.conversion_time_ms);
+    EXPECT_NE(r.timestamp_ms, c.produced_at_ms);
+  }
+  const auto rejected = cluster_.AllRecords("rejected");
+  ASSERT_FALSE(rejected.empty());
+  for (const kafka::fake::Record& r : rejected) {
+    RejectedEvent e;
+    ASSERT_FALSE(decoder.Decode(r.value, &e).has_value()) << r.value;
+    EXPECT_EQ(r.headers, headers_of("tally.v1.Rejected"));
+    EXPECT_EQ(r.timestamp_ms, e.rejected_at_ms);  // a rejected message may have no event time
+  }
 }
 
 }  // namespace

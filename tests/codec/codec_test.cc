@@ -30,6 +30,9 @@ TEST(WireFormatTest, NamesRoundTrip) {
   }
   EXPECT_STREQ(WireFormatName(WireFormat::kJson), "json");
   EXPECT_STREQ(WireFormatName(WireFormat::kProtobuf), "protobuf");
+  // The content-type header of the outputs (a contract, schemas/README.md).
+  EXPECT_STREQ(WireFormatContentType(WireFormat::kJson), "application/json");
+  EXPECT_STREQ(WireFormatContentType(WireFormat::kProtobuf), "application/x-protobuf");
 }
 
 TEST(WireFormatTest, UnknownNameIsInvalidArgumentNamingIt) {
@@ -97,6 +100,17 @@ TEST_P(RoundTripTest, Commission) {
   negative.payout.minor = INT64_MIN;
   negative.sub_ids.clear();
   ExpectRoundTrip(negative);
+  Commission revshare = FullCommission();
+  revshare.basis = PayoutBasis::kRevshare;
+  revshare.rate = 10'000;
+  revshare.override_applied = true;
+  ExpectRoundTrip(revshare);
+  Commission unknown_basis = FullCommission();  // a re-emit of pre-v1.1 state
+  unknown_basis.basis = PayoutBasis::kUnknown;
+  unknown_basis.rate = 0;
+  unknown_basis.base = Money{};
+  unknown_basis.offer_version.clear();
+  ExpectRoundTrip(unknown_basis);
   for (const AttributionModel m :
        {AttributionModel::kLastClick, AttributionModel::kFirstClick, AttributionModel::kLinear,
         AttributionModel::kTimeDecay, AttributionModel::kPositionBased}) {
@@ -183,7 +197,10 @@ TEST(JsonEncodeTest, ConversionAndOutputShapes) {
             "\"sub_ids\":[\"s1\",\"s2\"],\"click_ts\":1767225600000,"
             "\"conversion_ts\":1767225900000,\"amount\":-1250,\"currency\":\"JPY\","
             "\"status\":\"reversed\",\"model\":\"position_based\",\"credit_ppm\":400000,"
-            "\"click_count\":3}");
+            "\"click_count\":3,\"basis\":\"cpa\",\"rate\":3750,\"base_amount\":129900,"
+            "\"base_currency\":\"JPY\",\"override_applied\":false,\"offer_version\":"
+            "\"0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0\","
+            "\"produced_at\":1767225901234}");
   RejectedEvent r;
   r.reason = RejectReason::kMissingField;
   r.detail = "missing required field 'ip'";
@@ -200,21 +217,54 @@ TEST(JsonEncodeTest, ConversionAndOutputShapes) {
             "\"original_key_b64\":\"azE=\",\"original_value_b64\":\"eyJhIn0=\","
             "\"rejected_at\":5,\"original_key_size\":0,\"original_key_sha256\":\"\","
             "\"original_key_truncated\":false,\"original_value_size\":0,"
-            "\"original_value_sha256\":\"\",\"original_value_truncated\":false}");
+            "\"original_value_sha256\":\"\",\"original_value_truncated\":false,"
+            "\"produced_at\":0}");
   r.original_value_size = 900'000;
   r.original_value_sha256 = std::string(64, 'f');
   r.original_value_truncated = true;
   encoder.Encode(r, &out);
   EXPECT_THAT(out,
               ::testing::EndsWith("\"original_value_size\":900000,\"original_value_sha256\":\"" +
-                                  std::string(64, 'f') + "\",\"original_value_truncated\":true}"));
+                                  std::string(64, 'f') +
+                                  "\",\"original_value_truncated\":true,\"produced_at\":0}"));
   UnattributedConversion u;
   u.conversion = c;
   u.reason = UnattributedReason::kOutsideWindow;
   u.detail = "d";
   encoder.Encode(u, &out);
   EXPECT_THAT(out, ::testing::StartsWith("{\"conversion\":{\"conversion_id\":\"ord-9912\","));
-  EXPECT_THAT(out, ::testing::EndsWith("},\"reason\":\"outside_window\",\"detail\":\"d\"}"));
+  EXPECT_THAT(out, ::testing::EndsWith(
+                       "},\"reason\":\"outside_window\",\"detail\":\"d\",\"produced_at\":0}"));
+}
+
+// Contract v1.1 is additions only: a v1.0 commission (no basis, no
+// produced_at) still decodes, as basis unknown; and a commission whose basis
+// is unknown (a status change of one a v1.0 build emitted) is written without
+// the basis members rather than with made-up ones.
+TEST(JsonEncodeTest, CommissionWithoutBasisIsTheV10Shape) {
+  EventDecoder decoder(WireFormat::kJson);
+  EventEncoder encoder(WireFormat::kJson);
+  const std::string v10 =
+      "{\"commission_id\":\"cm-1\",\"conversion_id\":\"o\",\"offer_id\":\"f\",\"goal\":\"sale\","
+      "\"click_id\":\"c\",\"affiliate_id\":\"a\",\"click_ts\":1767225600000,"
+      "\"conversion_ts\":1767225900000,\"amount\":-1250,\"currency\":\"JPY\","
+      "\"status\":\"reversed\",\"model\":\"last_click\",\"credit_ppm\":1000000,"
+      "\"click_count\":1}";
+  Commission c;
+  ASSERT_EQ(ReasonOf(decoder.Decode(v10, &c)), "ok");
+  EXPECT_EQ(c.basis, PayoutBasis::kUnknown);
+  EXPECT_EQ(c.produced_at_ms, 0);
+  c.produced_at_ms = 1'767'225'901'234;
+  std::string out;
+  encoder.Encode(c, &out);
+  EXPECT_EQ(out, v10.substr(0, v10.size() - 1) + ",\"produced_at\":1767225901234}");
+  EXPECT_EQ(ReasonOf(decoder.Decode(
+                "{\"status\":\"approved\",\"model\":\"linear\",\"basis\":\"flat\"}", &c)),
+            "invalid_value");
+  EXPECT_EQ(ReasonOf(decoder.Decode("{\"status\":\"approved\",\"model\":\"linear\","
+                                    "\"override_applied\":1}",
+                                    &c)),
+            "wrong_type");
 }
 
 TEST(JsonEncodeTest, EscapesPerRfc8259) {
@@ -406,6 +456,13 @@ TEST_F(ProtocCompatTest, Commission) {
     EXPECT_EQ(pb.model(), AttributionModelName(c.model));
     EXPECT_EQ(pb.credit_ppm(), c.credit_ppm);
     EXPECT_EQ(pb.click_count(), c.click_count);
+    EXPECT_EQ(pb.basis(), PayoutBasisName(c.basis));
+    EXPECT_EQ(pb.rate(), c.rate);
+    EXPECT_EQ(pb.base_amount(), c.base.minor);
+    EXPECT_EQ(pb.base_currency(), c.base.currency.code());
+    EXPECT_EQ(pb.override_applied(), c.override_applied);
+    EXPECT_EQ(pb.offer_version(), c.offer_version);
+    EXPECT_EQ(pb.produced_at(), c.produced_at_ms);
     EXPECT_EQ(pb.SerializeAsString(), bytes_);
     Commission decoded;
     ASSERT_EQ(ReasonOf(decoder_.Decode(pb.SerializeAsString(), &decoded)), "ok");
@@ -435,6 +492,7 @@ TEST_F(ProtocCompatTest, Rejected) {
     EXPECT_EQ(pb.original_value_size(), r.original_value_size);
     EXPECT_EQ(pb.original_value_sha256(), r.original_value_sha256);
     EXPECT_EQ(pb.original_value_truncated(), r.original_value_truncated);
+    EXPECT_EQ(pb.produced_at(), r.produced_at_ms);
     EXPECT_EQ(pb.SerializeAsString(), bytes_);
     RejectedEvent decoded;
     ASSERT_EQ(ReasonOf(decoder_.Decode(pb.SerializeAsString(), &decoded)), "ok");
@@ -451,6 +509,7 @@ TEST_F(ProtocCompatTest, Unattributed) {
   ExpectSame(pb.conversion(), u.conversion);
   EXPECT_EQ(pb.reason(), UnattributedReasonName(u.reason));
   EXPECT_EQ(pb.detail(), u.detail);
+  EXPECT_EQ(pb.produced_at(), u.produced_at_ms);
   EXPECT_EQ(pb.SerializeAsString(), bytes_);
   UnattributedConversion decoded;
   ASSERT_EQ(ReasonOf(decoder_.Decode(pb.SerializeAsString(), &decoded)), "ok");

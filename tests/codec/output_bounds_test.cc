@@ -14,9 +14,14 @@
 namespace tally {
 namespace {
 
-// librdkafka's per-record framing is at most about 40 bytes; the bound
-// reserves more.
-constexpr uint64_t kLibrdkafkaRecordOverhead = 40;
+// librdkafka's per-record framing is at most about 40 bytes, and the three
+// output headers (processor/app/processor.cc) add their names, values and
+// two varints each; the bound reserves more.
+constexpr uint64_t kOutputHeaderBytes =
+    (sizeof("tally.schema") + sizeof("tally.v1.Unattributed")) +
+    (sizeof("tally.schema_version") + sizeof("1.1")) +
+    (sizeof("content-type") + sizeof("application/x-protobuf")) + 3 * 2;
+constexpr uint64_t kLibrdkafkaRecordOverhead = 40 + kOutputHeaderBytes;
 
 PayloadFormat ToPayloadFormat(WireFormat format) {
   return format == WireFormat::kJson ? PayloadFormat::kJson : PayloadFormat::kProtobuf;
@@ -44,6 +49,7 @@ TEST_P(OutputBoundsTest, WorstCaseRejectedRecordFitsTheBound) {
                                          std::numeric_limits<int64_t>::min());
     r.original_key_size = std::numeric_limits<int64_t>::max();
     r.original_value_size = std::numeric_limits<int64_t>::max();
+    r.produced_at_ms = std::numeric_limits<int64_t>::min();
     ASSERT_TRUE(r.original_key_truncated);
     ASSERT_TRUE(r.original_value_truncated);
     EventEncoder encoder(GetParam());
@@ -73,6 +79,7 @@ TEST_P(OutputBoundsTest, WorstCaseUnattributedRecordFitsTheBound) {
   u.reason = UnattributedReason::kNoUserClicks;
   // Longer than any detail the joiner writes (an offer id and a fixed text).
   u.detail = std::string(512, 'd');
+  u.produced_at_ms = std::numeric_limits<int64_t>::min();
   EventEncoder encoder(GetParam());
   std::string encoded;
   encoder.Encode(u, &encoded);

@@ -81,6 +81,12 @@ inline Commission FullCommission() {
   c.model = AttributionModel::kPositionBased;
   c.credit_ppm = 400'000;
   c.click_count = 3;
+  c.basis = PayoutBasis::kCpa;
+  c.rate = 3'750;
+  c.base = Money{129'900, Cur("JPY")};
+  c.override_applied = false;
+  c.offer_version = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+  c.produced_at_ms = 1'767'225'901'234;
   return c;
 }
 
@@ -100,6 +106,7 @@ inline RejectedEvent FullRejected() {
   r.original_value_size = 900'000;
   r.original_value_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
   r.original_value_truncated = true;
+  r.produced_at_ms = 1'767'225'999'001;
   return r;
 }
 
@@ -110,6 +117,7 @@ inline UnattributedConversion FullUnattributed() {
   u.conversion.status = ConversionStatus::kPending;
   u.reason = UnattributedReason::kNoUserClicks;
   u.detail = "no click of the user on offer off-3";
+  u.produced_at_ms = 1'767'226'000'002;
   return u;
 }
 

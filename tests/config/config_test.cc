@@ -451,7 +451,7 @@ TEST_F(ConfigTest, RejectedRecordMustFitMessageMaxBytes) {
   EXPECT_THAT(ErrorOf(sources), HasSubstr("more than kafka.message.max.bytes=90000"));
   sources.overrides.push_back("kafka.message.max.bytes=5000");
   EXPECT_THAT(ErrorOf(sources), HasSubstr("even without the original value a rejected record "
-                                          "can be 9937 bytes: raise message.max.bytes"));
+                                          "can be 10065 bytes: raise message.max.bytes"));
 
   // protobuf has no base64 growth: 900KiB fits 1000000 there, not in JSON.
   sources = Minimal();

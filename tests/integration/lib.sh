@@ -105,6 +105,35 @@ verify_pipeline() {
       --processor-summary "$summary" "$@" | tee "$WORK/verify.txt"
 }
 
+# expect_output_contract TOPIC SCHEMA TS_MEMBER FORMAT: the first record of
+# an output topic as a downstream consumer (kcat, read_committed) gets it
+# from the broker: contract v1.1 headers naming its schema, and as its Kafka
+# timestamp the event time it is about (JSON: the value's first TS_MEMBER).
+expect_output_contract() {
+  local topic=$1 schema=$2 member=$3 format=$4 content=application/json fmt record
+  local ts headers value=""
+  # One read, so that the value is the record's own. A protobuf value is
+  # binary: not printed. JSON has no raw tab or newline (escaped).
+  fmt='%T\t%h\n'
+  [ "$format" = json ] && fmt='%T\t%h\t%s\n'
+  [ "$format" = protobuf ] && content=application/x-protobuf
+  record=$(timeout 30 kcat -C -b "$BOOTSTRAP" -t "$topic" -o beginning -c 1 -e -q -f "$fmt")
+  IFS=$'\t' read -r ts headers value <<<"$record"
+  local expected="tally.schema=$schema,tally.schema_version=1.1,content-type=$content"
+  if [ "$headers" != "$expected" ]; then
+    echo "$topic: headers '$headers', expected '$expected'" >&2
+    exit 1
+  fi
+  [ "$format" = json ] || return 0
+  local event
+  event=$(grep -o "\"$member\":[0-9]*" <<<"$value" | head -n1 | cut -d: -f2)
+  if [ -z "$event" ] || [ "$ts" != "$event" ]; then
+    echo "$topic: record timestamp $ts, expected $member=$event of $value" >&2
+    exit 1
+  fi
+  echo "$topic: v1.1 headers, record timestamp = $member ($ts)" >&2
+}
+
 # expect_nothing_consumed SUMMARY WHO: a run that found everything committed
 # (a second run in the same group and state directory after a clean exit).
 expect_nothing_consumed() {

@@ -31,6 +31,10 @@ run_tally run1 --set processing.stop_when_idle=2s "${common[@]}"
 cat "$WORK/run1.summary.json"
 
 verify_pipeline "$WORK/run1.summary.json" --input-format "$FORMAT" --attribution-key "$KEY_MODE"
+# FORMAT is the inputs'; the outputs keep formats.output's default, json.
+expect_output_contract commissions tally.v1.Commission conversion_ts json
+expect_output_contract rejected tally.v1.Rejected rejected_at json
+expect_output_contract unattributed tally.v1.Unattributed ts json
 
 run_tally run2 --set processing.stop_when_idle=1s "${common[@]}"
 expect_nothing_consumed "$WORK/run2.summary.json" "second run"

@@ -139,7 +139,7 @@ TEST(CodecTest, ClickRoundTrip) {
     EXPECT_FALSE(DecodeClick("clk-1", value.substr(0, n)).ok()) << n;
   }
   std::string future = value;
-  future[0] = 2;
+  future[0] = 3;  // 2 is a ledger version, which ValueEventTime accepts
   EXPECT_EQ(DecodeClick("clk-1", future).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_FALSE(ValueEventTime(future, &ts));
 }
@@ -194,9 +194,15 @@ TEST(CodecTest, LedgerRoundTrip) {
   c.model = AttributionModel::kLinear;
   c.credit_ppm = 333'333;
   c.click_count = 3;
+  c.basis = PayoutBasis::kRevshare;
+  c.rate = 1'000;
+  c.base = Eur(7'000);
+  c.override_applied = true;
+  c.offer_version = std::string(64, 'a');
   e.commissions = {c, c};
   e.commissions[1].click_id = "clk-2";
   std::string value = EncodeLedger(e);
+  EXPECT_EQ(value[0], static_cast<char>(kLedgerVersion));
   auto back = DecodeLedger(id, value);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, e);
@@ -225,6 +231,56 @@ TEST(CodecTest, LedgerRoundTrip) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, pending);
   for (size_t n = 0; n < value.size(); ++n) EXPECT_FALSE(DecodeLedger(id, value.substr(0, n)).ok());
+}
+
+// A ledger written before contract v1.1 (version 1: no basis) still decodes,
+// with its stored commission id and payout and basis kUnknown: a status
+// change after an upgrade must re-emit exactly what the old build emitted.
+TEST(CodecTest, LegacyLedgerDecodesWithItsIdAndUnknownBasis) {
+  const ConversionIdentity id{"off-1", "sale", "o-1"};
+  // Version 1 layout, byte for byte as the builds before v1.1 wrote it.
+  std::string value(1, static_cast<char>(kLedgerVersionLegacy));
+  PutTime(&value, 1'700'000'100'000);
+  value.push_back(static_cast<char>(ConversionStatus::kPending));
+  value.push_back(static_cast<char>(LedgerOutcome::kAttributed));
+  value.push_back(0);     // reason
+  PutString(&value, "");  // detail
+  PutString(&value, "");  // pending key
+  PutVarint(&value, 1);
+  PutString(&value, "legacy-commission-id");
+  PutString(&value, "clk-1");
+  PutString(&value, "aff-1");
+  PutVarint(&value, 0);  // sub_ids
+  PutTime(&value, 1'700'000'000'000);
+  PutTime(&value, 1'700'000'100'000);
+  PutZigZag(&value, 1'234);
+  value.append("EUR");
+  value.push_back(static_cast<char>(ConversionStatus::kPending));
+  value.push_back(static_cast<char>(AttributionModel::kLastClick));
+  PutZigZag(&value, 1'000'000);
+  PutZigZag(&value, 1);
+
+  auto back = DecodeLedger(id, value);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ASSERT_EQ(back->commissions.size(), 1u);
+  const Commission& c = back->commissions[0];
+  EXPECT_EQ(c.commission_id, "legacy-commission-id");
+  EXPECT_EQ(c.payout, Eur(1'234));
+  EXPECT_EQ(c.basis, PayoutBasis::kUnknown);
+  EXPECT_TRUE(c.offer_version.empty());
+  TimestampMs ts;
+  ASSERT_TRUE(ValueEventTime(value, &ts));
+  EXPECT_EQ(ts, 1'700'000'100'000);
+  // Re-encoded it becomes version 2 and keeps everything it had.
+  const std::string upgraded = EncodeLedger(*back);
+  EXPECT_EQ(upgraded[0], static_cast<char>(kLedgerVersion));
+  auto again = DecodeLedger(id, upgraded);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *back);
+  // A version 1 value with a version 2 tail is corrupt, not silently cut.
+  std::string mixed = EncodeLedger(*back);
+  mixed[0] = static_cast<char>(kLedgerVersionLegacy);
+  EXPECT_EQ(DecodeLedger(id, mixed).status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(CodecTest, DedupValue) {

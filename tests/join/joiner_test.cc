@@ -423,6 +423,59 @@ TEST_F(JoinerTest, StatusChangesReemitAndReversalNegates) {
   ExpectAccounting(0);
 }
 
+// Upgrade from v1.0: a commission a v1.0 build emitted is in the ledger
+// with its v1.0 id (another hash of the same fields) and no basis. Its
+// reversal after the upgrade must carry that id, not a recomputed one, or
+// downstream cannot match the reversal to the commission it takes back and
+// the affiliate stays paid. (A version 1 ledger value decodes to exactly
+// this entry: CodecTest.LegacyLedgerDecodesWithItsIdAndUnknownBasis.)
+TEST_F(JoinerTest, ReversalOfACommissionEmittedBeforeV11CarriesItsLegacyId) {
+  // The v1.0 CommissionId("off-1", "sale", "order-1", "c-1") (its pinned
+  // golden value).
+  const std::string legacy_id = "6aa9175622b6d17029683d006ef1757b";
+  ASSERT_NE(legacy_id, CommissionId("off-1", "sale", "order-1", "c-1"));
+  const ConversionIdentity identity{"off-1", "sale", "order-1"};
+  LedgerEntry entry;
+  entry.conversion_time_ms = kT0 + kMinute;
+  entry.status = ConversionStatus::kApproved;
+  entry.outcome = LedgerOutcome::kAttributed;
+  Commission old;
+  old.commission_id = legacy_id;
+  old.conversion_id = "order-1";
+  old.offer_id = "off-1";
+  old.goal = "sale";
+  old.click_id = "c-1";
+  old.affiliate_id = "aff-c-1";
+  old.click_time_ms = kT0;
+  old.conversion_time_ms = kT0 + kMinute;
+  old.payout = Eur(900);  // the terms of the time, not today's 1000
+  old.status = ConversionStatus::kApproved;
+  entry.commissions = {old};
+  auto store = stores_->Open(0);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_TRUE((*store)->PutLedger(identity, entry).ok());
+  ASSERT_TRUE((*store)->Commit({{"clicks", 0}, {"conversions", 0}}).ok());
+
+  Conv(MakeConv("order-1", kT0 + 2 * kMinute, "c-1", ConversionStatus::kReversed));
+  auto out = sink_.Take();
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].kind, Output::Kind::kCommission);
+  const Commission& reversal = out[0].commission;
+  EXPECT_EQ(reversal.commission_id, legacy_id);
+  EXPECT_EQ(reversal.payout, Eur(-900));
+  EXPECT_EQ(reversal.status, ConversionStatus::kReversed);
+  EXPECT_EQ(reversal.basis, PayoutBasis::kUnknown);  // written without basis members
+
+  // A conversion first seen after the upgrade gets the v1.1 id.
+  Click(MakeClick("c-2", kT0));
+  Conv(MakeConv("order-2", kT0 + kMinute, "c-2", ConversionStatus::kApproved));
+  out = sink_.Take();
+  ASSERT_EQ(out.size(), 2u);
+  ASSERT_EQ(out[1].kind, Output::Kind::kCommission);
+  EXPECT_EQ(out[1].commission.commission_id, CommissionId("off-1", "sale", "order-2", "c-2"));
+  EXPECT_EQ(out[1].commission.basis, PayoutBasis::kCpa);
+}
+
 TEST_F(JoinerTest, UnknownConversionReversal) {
   Conv(MakeConv("ghost", kT0, "c1", ConversionStatus::kReversed));
   auto out = sink_.Take();

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "processor/model/sha256.h"
 
 namespace tally {
 namespace {

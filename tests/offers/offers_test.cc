@@ -87,6 +87,49 @@ TEST(OffersCatalog, ShippedFileValues) {
   EXPECT_EQ(unlisted->PayoutFor("sale", ""), Revshare(1000));
 }
 
+// offer_version is a contract (schemas/README.md): this is its worked
+// example, off-4 of the shipped file merged with its defaults, which the
+// README's Python one-liner reproduces. A change of the canonical encoding
+// changes every offer_version downstream and must fail here.
+TEST(OfferTermsVersion, CanonicalEncodingAndGoldenHashOfTheWorkedExample) {
+  auto catalog = OffersCatalog::Load(std::string(TALLY_SOURCE_DIR) + "/deploy/config/offers.yaml");
+  ASSERT_TRUE(catalog.ok()) << catalog.status();
+  const OfferTerms* off4 = (*catalog)->Find("off-4");
+  ASSERT_NE(off4, nullptr);
+  EXPECT_EQ(CanonicalOfferTerms(*off4),
+            "tally.offer_terms.v1\n"
+            "attribution_window_ms=2592000000\n"
+            "model=first_click\n"
+            "half_life_ms=604800000\n"
+            "ctit_min_ms=0\n"
+            "ctit_max_ms=0\n"
+            "payout lead cpa 250 EUR\n"
+            "payout sale revshare_bps 1200\n"
+            "override aff-1 lead cpa 400 EUR\n"
+            "override aff-1 sale revshare_bps 1500\n");
+  EXPECT_EQ(off4->version, "72080e85b559b89700b5f6fcbfc60253b835c6862b9076c8b2fa71d256da085b");
+  EXPECT_EQ(OfferTermsVersion(*off4), off4->version);
+}
+
+TEST(OfferTermsVersion, FollowsEveryTermAndNothingElse) {
+  auto catalog = MustLoad(
+      "offers:\n"
+      "  - id: a\n    payouts: {sale: {cpa: {amount: 100, currency: EUR}}}\n"
+      "  - id: b\n    payouts: {sale: {cpa: {amount: 100, currency: EUR}}}\n"
+      "  - id: c\n    payouts: {sale: {cpa: {amount: 101, currency: EUR}}}\n"
+      "  - id: d\n    payouts: {sale: {cpa: {amount: 100, currency: USD}}}\n"
+      "  - id: e\n    payouts: {sale: {cpa: {amount: 100, currency: EUR}}}\n"
+      "    affiliate_payouts: {x: {sale: {revshare_bps: 5}}}\n"
+      "  - id: f\n    ctit_min: 1s\n    payouts: {sale: {cpa: {amount: 100, currency: EUR}}}\n");
+  ASSERT_NE(catalog, nullptr);
+  const std::string a = catalog->Find("a")->version;
+  EXPECT_EQ(a.size(), 64u);
+  EXPECT_EQ(catalog->Find("b")->version, a);  // same terms, another offer id
+  for (const char* other : {"c", "d", "e", "f"}) {
+    EXPECT_NE(catalog->Find(other)->version, a) << other;
+  }
+}
+
 TEST(OffersCatalog, LoadMissingFile) {
   auto catalog = OffersCatalog::Load("/nonexistent/offers.yaml");
   ASSERT_FALSE(catalog.ok());

@@ -233,6 +233,12 @@ Commission FullCommission() {
   c.model = AttributionModel::kLinear;
   c.credit_ppm = 500'000;
   c.click_count = 2;
+  c.basis = PayoutBasis::kRevshare;
+  c.rate = 1'000;
+  c.base = Money{46'000, Cur("EUR")};
+  c.override_applied = true;
+  c.offer_version = "9f2d0c3b7a6e5d4c3b2a1908f7e6d5c4b3a29180f7e6d5c4b3a2918070605040";
+  c.produced_at_ms = 1'767'227'406'001;
   return c;
 }
 
@@ -252,6 +258,7 @@ RejectedEvent FullRejected() {
   r.original_value_size = 12;
   r.original_value_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
   r.original_value_truncated = true;
+  r.produced_at_ms = 1'767'225'606'120;
   return r;
 }
 
@@ -260,6 +267,7 @@ UnattributedConversion FullUnattributed() {
   u.conversion = FullConversion();
   u.reason = UnattributedReason::kOutsideWindow;
   u.detail = "latest click 31 days before the conversion";
+  u.produced_at_ms = 1'767'231'000'500;
   return u;
 }
 
@@ -498,6 +506,10 @@ TEST(SchemaFilesTest, EnumsAreTheCodecWireNames) {
     models.emplace_back(AttributionModelName(static_cast<AttributionModel>(i)));
   }
   EXPECT_EQ(EnumOf(LoadSchema("commission"), "model"), models);
+
+  std::vector<std::string> bases;
+  for (auto b : {PayoutBasis::kCpa, PayoutBasis::kRevshare}) bases.emplace_back(PayoutBasisName(b));
+  EXPECT_EQ(EnumOf(LoadSchema("commission"), "basis"), bases);
 
   std::vector<std::string> reasons;
   for (RejectReason r : AllRejectReasons()) reasons.emplace_back(RejectReasonName(r));

@@ -126,5 +126,18 @@ TEST(ParseStateGapLineTest, RejectsOtherLinesAndIncompleteOnes) {
             std::nullopt);
 }
 
+// produced_at is ignored when outputs are compared, so this check is all
+// that catches an output path that forgets to set it (0) or sets an event
+// time in seconds or a bogus future value.
+TEST(CheckProducedAtTest, AcceptsWallClockTimesOfTheRunOnly) {
+  const int64_t now = 1'780'000'000'000;
+  EXPECT_EQ(CheckProducedAt(now, now), std::nullopt);
+  EXPECT_EQ(CheckProducedAt(now - 3'600'000, now), std::nullopt);  // verified an hour later
+  EXPECT_EQ(CheckProducedAt(now + kProducedAtSkewMs, now), std::nullopt);
+  EXPECT_THAT(CheckProducedAt(0, now), Optional(HasSubstr("missing")));
+  EXPECT_THAT(CheckProducedAt(1'780'000'000, now), Optional(HasSubstr("before 2020")));
+  EXPECT_THAT(CheckProducedAt(now + kProducedAtSkewMs + 1, now), Optional(HasSubstr("future")));
+}
+
 }  // namespace
 }  // namespace tally::verify

@@ -283,6 +283,35 @@ TEST_F(OracleTest, ClickIdAttributionUsesTheCommissionEngine) {
   ExpectAccounted();
 }
 
+// The oracle states the payout basis from the terms itself (not from the
+// engine), so a processor that writes a wrong basis, rate, base, override
+// flag or offer_version is a mismatch.
+TEST_F(OracleTest, ExpectedCommissionsStateTheirPayoutBasis) {
+  const char* yaml = R"(
+defaults:
+  attribution_window: 1d
+  payouts:
+    sale: {revshare_bps: 1000}
+  affiliate_payouts:
+    aff-1: {sale: {cpa: {amount: 777, currency: CHF}}}
+)";
+  catalog_ = Catalog(yaml);
+  rules_.offers = catalog_.get();
+  AddClick(0, MakeClick("c-1", kT0));
+  const MessageRef ref = AddConversion(0, MakeConversion("o-1", kT0 + kMinute, "c-1"));
+  Run();
+  const std::vector<Commission> got = CommissionsOf(ref);
+  ASSERT_THAT(got, SizeIs(1));
+  EXPECT_EQ(got[0].basis, PayoutBasis::kCpa);
+  EXPECT_EQ(got[0].rate, 777);
+  EXPECT_EQ(got[0].payout.minor, 777);
+  EXPECT_EQ(got[0].base.minor, 10'000);
+  EXPECT_EQ(got[0].base.currency.code(), "EUR");
+  EXPECT_TRUE(got[0].override_applied);
+  EXPECT_EQ(got[0].offer_version, OfferTermsVersion(*catalog_->Find("off-1")));
+  EXPECT_EQ(got[0].offer_version.size(), 64u);
+}
+
 TEST_F(OracleTest, AttributionWindowIsInclusive) {
   AddClick(0, MakeClick("c-edge", kT0));
   AddClick(0, MakeClick("c-late", kT0));

@@ -120,4 +120,15 @@ std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_v
   return partitions;
 }
 
+std::optional<std::string> CheckProducedAt(int64_t produced_at_ms, int64_t now_ms) {
+  if (produced_at_ms < kEarliestProducedAtMs) {
+    return absl::StrCat("produced_at ", produced_at_ms, " is missing or before 2020-01-01");
+  }
+  if (produced_at_ms > now_ms + kProducedAtSkewMs) {
+    return absl::StrCat("produced_at ", produced_at_ms, " is in the future (verifier clock ",
+                        now_ms, ")");
+  }
+  return std::nullopt;
+}
+
 }  // namespace tally::verify

@@ -89,6 +89,16 @@ std::optional<StateGap> ParseStateGapLine(std::string_view line);
 // Returns the input partitions (tasks) it names; nullopt for other lines.
 std::optional<std::vector<int32_t>> ParseUncommittedRevocationLine(std::string_view line);
 
+// produced_at (contract v1.1, every output) is processing time: it cannot
+// be compared with an expected value, only checked to be a real wall-clock
+// time of the run, i.e. at or after 2020-01-01T00:00:00Z (no Tally output
+// is older: a 0 or an event time in seconds is caught) and at most
+// kProducedAtSkewMs after `now_ms`, the verifier's clock (hosts' clocks
+// differ a little). Returns the problem, or nullopt.
+inline constexpr int64_t kEarliestProducedAtMs = 1'577'836'800'000;  // 2020-01-01
+inline constexpr int64_t kProducedAtSkewMs = 5 * 60 * 1000;
+std::optional<std::string> CheckProducedAt(int64_t produced_at_ms, int64_t now_ms);
+
 }  // namespace tally::verify
 
 #endif  // TALLY_TOOLS_VERIFY_CLASSIFY_H_

@@ -118,8 +118,8 @@ ABSL_FLAG(int, timeout_seconds, 120, "Give up reading topics after this long");
 ABSL_FLAG(std::string, dump_outputs, "",
           "Optional: write every output record (commissions, rejected, unattributed) to this "
           "file as one line each, 'kind<TAB>partition<TAB>hex(key)<TAB>hex(value)', sorted, "
-          "rejected_at zeroed: two runs over one input can be compared byte for byte "
-          "(tests/integration)");
+          "rejected_at and produced_at zeroed: two runs over one input can be compared byte "
+          "for byte (tests/integration)");
 ABSL_FLAG(int, max_errors_shown, 20, "Mismatches printed in detail");
 
 namespace tally::verify {
@@ -257,9 +257,10 @@ absl::StatusOr<std::map<std::string, std::vector<ConsumedMessage>>> ReadTopicsTo
 }
 
 // The output records as sorted lines (the kind, not the topic name, so that
-// two runs writing to differently named topics compare equal). The one
-// processing-time field of the contract, `rejected_at`, is zeroed (decoded
-// and re-encoded in the output format): everything else must be equal.
+// two runs writing to differently named topics compare equal). The
+// processing-time fields of the contract, `rejected_at` and (v1.1)
+// `produced_at`, are zeroed (decoded and re-encoded in the output format):
+// everything else must be equal.
 absl::Status DumpOutputs(const std::map<std::string, std::vector<ConsumedMessage>>& topics,
                          const std::vector<std::pair<std::string, std::string>>& kinds,
                          WireFormat format, const std::string& path) {
@@ -272,9 +273,18 @@ absl::Status DumpOutputs(const std::map<std::string, std::vector<ConsumedMessage
     for (const ConsumedMessage& m : it->second) {
       std::string value = m.value;
       RejectedEvent rejected;
+      Commission commission;
+      UnattributedConversion unattributed;
       if (kind == "rejected" && !decoder.Decode(m.value, &rejected).has_value()) {
         rejected.rejected_at_ms = 0;
+        rejected.produced_at_ms = 0;
         encoder.Encode(rejected, &value);
+      } else if (kind == "commissions" && !decoder.Decode(m.value, &commission).has_value()) {
+        commission.produced_at_ms = 0;
+        encoder.Encode(commission, &value);
+      } else if (kind == "unattributed" && !decoder.Decode(m.value, &unattributed).has_value()) {
+        unattributed.produced_at_ms = 0;
+        encoder.Encode(unattributed, &value);
       }
       lines.push_back(absl::StrCat(kind, "\t", m.partition, "\t", absl::BytesToHexString(m.key),
                                    "\t", absl::BytesToHexString(value)));
@@ -293,7 +303,10 @@ std::string CommissionKey(const Commission& c) {
                       " payout=", c.payout.minor, " ", AV(c.payout.currency.code()),
                       " click_id=", c.click_id, " affiliate_id=", c.affiliate_id,
                       " conversion_id=", c.conversion_id, " credit_ppm=", c.credit_ppm,
-                      " click_count=", c.click_count);
+                      " click_count=", c.click_count, " basis=", PayoutBasisName(c.basis),
+                      " rate=", c.rate, " base=", c.base.minor, " ",
+                      c.base.currency.empty() ? "" : AV(c.base.currency.code()),
+                      " override_applied=", c.override_applied, " offer_version=", c.offer_version);
 }
 
 std::string UnattributedKey(const Conversion& c, UnattributedReason reason) {
@@ -508,6 +521,15 @@ int Run() {
 
   // ---- outputs: decode, and collect what the oracle takes as given
   EventDecoder output_decoder(*output_format);
+  // produced_at is not compared (processing time) but must be there.
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  auto check_produced_at = [&](const std::string& category, const std::string& topic,
+                               const ConsumedMessage& m, int64_t produced_at_ms) {
+    if (auto problem = CheckProducedAt(produced_at_ms, now_ms)) {
+      report.Error(category, absl::StrCat(topic, "/", m.partition, "@", m.offset, ": ", *problem),
+                   -1);
+    }
+  };
   Observations observed;
   struct ObservedRejection {
     MessageRef source;
@@ -522,6 +544,7 @@ int Run() {
       continue;
     }
     MessageRef ref{event.source_topic, event.source_partition, event.source_offset};
+    check_produced_at("rejected", rejected_topic, m, event.produced_at_ms);
     observed.rejected[ref] = event.reason;
     if (event.reason == RejectReason::kIpClickFlood && ref.topic == clicks_topic) {
       observed.flood_rejected.insert(ref);
@@ -541,6 +564,7 @@ int Run() {
                                                " does not decode: ", invalid->detail));
       continue;
     }
+    check_produced_at("commissions", commissions_topic, m, c.produced_at_ms);
     observed.commission_ids[{c.offer_id, c.goal, c.conversion_id}].insert(c.commission_id);
     commissions.push_back({m.partition, m.offset, std::move(c)});
   }
@@ -552,6 +576,7 @@ int Run() {
                                                 " does not decode: ", invalid->detail));
       continue;
     }
+    check_produced_at("unattributed", unattributed_topic, m, u.produced_at_ms);
     unattributed.push_back(std::move(u));
   }
 

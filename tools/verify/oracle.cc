@@ -23,6 +23,43 @@ int64_t FloorDiv(int64_t a, int64_t b) {
   return q;
 }
 
+// The payout basis a correct processor states on the commissions of one
+// conversion, worked out from the terms here rather than taken from the
+// engine's Attribute, so that a wrong basis, rate, override flag or
+// offer_version is a mismatch: one credited click is paid by its
+// affiliate's override for the goal if there is one, several by the offer's
+// own payout; a goal without payout is a CPA of 0; the version is the hash
+// of the canonical terms, recomputed.
+void SetExpectedBasis(const OfferTerms& terms, const Conversion& conversion,
+                      std::vector<Commission>* commissions) {
+  const std::string version = OfferTermsVersion(terms);
+  for (Commission& c : *commissions) {
+    const Payout* payout = nullptr;
+    bool override_applied = false;
+    if (commissions->size() == 1) {
+      if (auto a = terms.affiliate_payouts.find(c.affiliate_id);
+          a != terms.affiliate_payouts.end()) {
+        if (auto g = a->second.find(conversion.goal); g != a->second.end()) {
+          payout = &g->second;
+          override_applied = true;
+        }
+      }
+    }
+    if (payout == nullptr) {
+      if (auto g = terms.payouts.find(conversion.goal); g != terms.payouts.end())
+        payout = &g->second;
+    }
+    c.basis = payout != nullptr && payout->kind == Payout::Kind::kRevshare ? PayoutBasis::kRevshare
+                                                                           : PayoutBasis::kCpa;
+    c.rate = payout == nullptr                   ? 0
+             : c.basis == PayoutBasis::kRevshare ? payout->revshare_bps
+                                                 : payout->cpa.minor;
+    c.base = conversion.amount;
+    c.override_applied = override_applied;
+    c.offer_version = version;
+  }
+}
+
 // The fate of a conversion identity, decided by its first message; every
 // later status of the identity follows it.
 struct Fate {
@@ -362,6 +399,7 @@ class Simulation {
     }
     Fate fate;
     fate.commissions = Attribute(terms, conversion, candidates);
+    SetExpectedBasis(terms, conversion, &fate.commissions);
     // Every model credits at least one click; should one ever credit none,
     // no click earned the conversion.
     if (fate.commissions.empty()) return Fate::Unattributed(UnattributedReason::kOutsideWindow);

@@ -3,7 +3,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
-#include "processor/model/rejected_builder.h"
+#include "processor/model/sha256.h"
 
 namespace tally::verify {
 namespace {

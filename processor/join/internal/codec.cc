@@ -114,9 +114,28 @@ void PutCommission(std::string* out, const Commission& c) {
   out->push_back(static_cast<char>(c.model));
   PutZigZag(out, c.credit_ppm);
   PutZigZag(out, c.click_count);
+  out->push_back(static_cast<char>(c.basis));
+  PutZigZag(out, c.rate);
+  PutMoney(out, c.base);
+  out->push_back(static_cast<char>(c.override_applied ? 1 : 0));
+  PutString(out, c.offer_version);
 }
 
-bool GetCommission(Reader& r, const ConversionIdentity& identity, Commission* c) {
+// The basis of ledger version 2 (PutCommission's tail).
+bool GetBasis(Reader& r, Commission* c) {
+  uint8_t basis, override_applied;
+  if (!r.Byte(&basis) || basis > static_cast<uint8_t>(PayoutBasis::kRevshare) ||
+      !r.ZigZag(&c->rate) || !GetMoney(r, &c->base) || !r.Byte(&override_applied) ||
+      override_applied > 1 || !r.String(&c->offer_version)) {
+    return false;
+  }
+  c->basis = static_cast<PayoutBasis>(basis);
+  c->override_applied = override_applied == 1;
+  return true;
+}
+
+bool GetCommission(Reader& r, const ConversionIdentity& identity, uint8_t ledger_version,
+                   Commission* c) {
   uint8_t model;
   int64_t ppm, count;
   if (!r.String(&c->commission_id) || !r.String(&c->click_id) || !r.String(&c->affiliate_id) ||
@@ -132,7 +151,7 @@ bool GetCommission(Reader& r, const ConversionIdentity& identity, Commission* c)
   c->offer_id = identity.offer_id;
   c->goal = identity.goal;
   c->conversion_id = identity.conversion_id;
-  return true;
+  return ledger_version == kLedgerVersionLegacy || GetBasis(r, c);
 }
 
 bool GetVersion(Reader& r) {
@@ -354,7 +373,7 @@ absl::StatusOr<PendingConversion> DecodePending(std::string_view value) {
 }
 
 std::string EncodeLedger(const LedgerEntry& e) {
-  std::string out(1, static_cast<char>(kValueVersion));
+  std::string out(1, static_cast<char>(kLedgerVersion));
   PutTime(&out, e.conversion_time_ms);
   out.push_back(static_cast<char>(e.status));
   out.push_back(static_cast<char>(e.outcome));
@@ -376,12 +395,12 @@ absl::StatusOr<LedgerEntry> DecodeLedger(const ConversionIdentity& identity,
                                          std::string_view value) {
   Reader r(value);
   LedgerEntry e;
-  uint8_t outcome, reason;
+  uint8_t version, outcome, reason;
   uint64_t n;
-  if (!GetVersion(r) || !r.Time(&e.conversion_time_ms) || !GetStatus(r, &e.status) ||
-      !r.Byte(&outcome) || outcome > static_cast<uint8_t>(LedgerOutcome::kRejected) ||
-      !r.Byte(&reason) || !r.String(&e.detail) || !r.String(&e.pending_key) || !r.Varint(&n) ||
-      n > r.rest().size()) {
+  if (!r.Byte(&version) || (version != kLedgerVersionLegacy && version != kLedgerVersion) ||
+      !r.Time(&e.conversion_time_ms) || !GetStatus(r, &e.status) || !r.Byte(&outcome) ||
+      outcome > static_cast<uint8_t>(LedgerOutcome::kRejected) || !r.Byte(&reason) ||
+      !r.String(&e.detail) || !r.String(&e.pending_key) || !r.Varint(&n) || n > r.rest().size()) {
     return Corrupt("ledger");
   }
   e.outcome = static_cast<LedgerOutcome>(outcome);
@@ -397,7 +416,7 @@ absl::StatusOr<LedgerEntry> DecodeLedger(const ConversionIdentity& identity,
   }
   e.commissions.resize(n);
   for (Commission& c : e.commissions) {
-    if (!GetCommission(r, identity, &c)) return Corrupt("ledger");
+    if (!GetCommission(r, identity, version, &c)) return Corrupt("ledger");
   }
   if (!r.empty()) return Corrupt("ledger");
   return e;
@@ -411,7 +430,10 @@ std::string EncodeDedupValue(TimestampMs ts) {
 
 bool ValueEventTime(std::string_view value, TimestampMs* ts) {
   Reader r(value);
-  return GetVersion(r) && r.Time(ts);
+  uint8_t version;
+  // Clicks and dedup values are version 1, ledgers 1 or 2: the event time
+  // follows the version byte in all of them.
+  return r.Byte(&version) && (version == kValueVersion || version == kLedgerVersion) && r.Time(ts);
 }
 
 }  // namespace tally::join_internal

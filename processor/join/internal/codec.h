@@ -30,6 +30,14 @@ namespace tally::join_internal {
 // First byte of every value this build writes. A reader rejects (DataLoss)
 // a version it does not know rather than guessing.
 inline constexpr uint8_t kValueVersion = 1;
+// The ledger's own version since contract v1.1: 2 appends each commission's
+// payout basis (PutBasis). Version 1 ledgers, written before, still decode
+// (basis kUnknown), so that a status change of a commission emitted by an
+// older build re-emits it with the id and payout it was first emitted with.
+// A build older than v1.1 reads a version 2 ledger as DataLoss: rolling back
+// past v1.1 needs the state rebuilt.
+inline constexpr uint8_t kLedgerVersionLegacy = 1;
+inline constexpr uint8_t kLedgerVersion = 2;
 // Stored under meta key kMetaFormat; covers the key layouts and the set of
 // families. Bumped (with a migration) when a key layout changes.
 inline constexpr uint64_t kFormatVersion = 1;
@@ -98,7 +106,9 @@ absl::StatusOr<PendingConversion> DecodePending(std::string_view value);
 
 // ledger: ver time(conversion ts) status outcome reason str(detail)
 // str(pending_key) varint(n) commission*n. Commissions omit the identity
-// fields (offer, goal, conversion id): they are the key's.
+// fields (offer, goal, conversion id): they are the key's. Ledger version 2
+// appends to each commission byte(basis) zigzag(rate) money(base)
+// byte(override_applied) str(offer_version).
 std::string EncodeLedger(const LedgerEntry& entry);
 absl::StatusOr<LedgerEntry> DecodeLedger(const ConversionIdentity& identity,
                                          std::string_view value);

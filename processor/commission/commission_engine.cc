@@ -283,7 +283,10 @@ std::vector<Commission> Attribute(const OfferTerms& terms, const Conversion& con
   // One credited affiliate: its override, if any, applies in full. Several:
   // the offer's own payout, so that affiliates' individual deals never
   // change what the other affiliates get.
-  const std::string_view payee = credited == 1 ? sorted[single]->affiliate_id : "";
+  // Both arms string_view: with a std::string and "" the conditional would
+  // be a temporary std::string, destroyed before payee is used.
+  const std::string_view payee =
+      credited == 1 ? std::string_view(sorted[single]->affiliate_id) : std::string_view();
   const std::optional<Payout> payout = terms.PayoutFor(conversion.goal, payee);
   const Money total = PayoutAmount(payout, conversion);
   std::vector<int64_t> parts;
